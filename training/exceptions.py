@@ -1,0 +1,34 @@
+"""Errors raised while reading, validating and training on cohorts."""
+
+from __future__ import annotations
+
+
+class TrainingError(ValueError):
+    """Base class of the training package's errors."""
+
+
+class CohortReadError(TrainingError):
+    """A cohort file could not be read at all."""
+
+
+class CohortValidationError(TrainingError):
+    """A cohort failed validation; `problems` lists every problem found."""
+
+    def __init__(self, problems, n_rows: int, max_shown: int = 50):
+        self.problems = list(problems)
+        self.n_rows = n_rows
+        shown = "\n".join(f"  - {p}" for p in self.problems[:max_shown])
+        rest = len(self.problems) - max_shown
+        more = f"\n  ... and {rest} more problem(s)" if rest > 0 else ""
+        super().__init__(
+            f"cohort of {n_rows} row(s) is invalid: {len(self.problems)} problem(s); nothing was "
+            f"loaded. Rows are counted from 1 (the first data row).\n{shown}{more}"
+        )
+
+
+class EvaluationInputError(TrainingError):
+    """Outcomes, predictions or a cohort handed to an evaluation do not fit together."""
+
+
+class MissingTruthError(TrainingError):
+    """An oracle quantity was asked of a cohort without the generator's `true_*` columns."""
