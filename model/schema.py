@@ -24,11 +24,13 @@ REFERENCE_LEVELS = {
 }
 
 # Ki-67 and burden cut-offs as written in the papers: WHO 2010 grade G1 <3 %, G2 3-20 %,
-# G3 >20 %; burden "<25 %, 25-50 %, 50-75 %, >75 %" (004 Table 1) with ">50 %" meaning
-# strictly above 50 (Chen 2017), so each upper bound belongs to the lower category.
+# G3 >20 %; burden "<25 %, 25-50 %, 50-75 %, >75 %" (004 Table 1), so 25 itself is 25-50, and
+# Chen 2017 contrasts ">50 %" with "<=50 %", so 50 is 25-50 and 75 is 50-75.
 KI67_G2_FROM = 3.0
 KI67_G3_ABOVE = 20.0
-BURDEN_UPPER_BOUNDS = (25.0, 50.0, 75.0)
+BURDEN_25_FROM = 25.0
+BURDEN_50_ABOVE = 50.0
+BURDEN_75_ABOVE = 75.0
 
 AGE_REFERENCE_YEARS = 60.0
 
@@ -132,6 +134,8 @@ BOOLEAN_FIELDS = (
 OPTIONAL_BOOLEAN_FIELDS = ("primary_resected",)
 
 OUTCOME_COLUMNS = ("hpfs_months", "hpfs_event", "os_months", "os_event")
+TRUTH_PREFIX = "true_"
+"""Prefix of a synthetic cohort's truth columns, which no model may use as features."""
 ENDPOINTS = ("hpfs", "os")
 
 
@@ -147,10 +151,8 @@ def grade_from_ki67(ki67_percent: float | None) -> str:
 
 
 def burden_category(tumor_burden_percent: float) -> str:
-    """Burden category: <25, 25-50, 50-75 or >75 % of liver volume (upper bounds inclusive)."""
-    return BURDEN_CATEGORIES[
-        int(np.searchsorted(BURDEN_UPPER_BOUNDS, tumor_burden_percent, "right"))
-    ]
+    """Burden category: <25, 25-50, 50-75 or >75 % of liver volume."""
+    return str(burden_categories(np.array([tumor_burden_percent]))[0])
 
 
 def effective_grades(frame: pd.DataFrame) -> pd.Series:
@@ -166,7 +168,12 @@ def effective_grades(frame: pd.DataFrame) -> pd.Series:
 
 def burden_categories(tumor_burden_percent: pd.Series | np.ndarray) -> np.ndarray:
     """Vectorised :func:`burden_category`."""
-    positions = np.searchsorted(BURDEN_UPPER_BOUNDS, np.asarray(tumor_burden_percent), "right")
+    percent = np.asarray(tumor_burden_percent, dtype=float)
+    positions = (
+        (percent >= BURDEN_25_FROM).astype(int)
+        + (percent > BURDEN_50_ABOVE)
+        + (percent > BURDEN_75_ABOVE)
+    )
     return np.asarray(BURDEN_CATEGORIES, dtype=object)[positions]
 
 

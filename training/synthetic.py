@@ -24,10 +24,9 @@ from model.schema import (
 
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "cohort_spec.yaml"
 MONTH_DAYS = 30.4375
-TRUTH_PREFIX = "true_"
 
 # Burden percent is drawn uniformly inside its category; the ranges keep a value rounded to
-# 0.1 % inside the category it was drawn for (upper bounds belong to the lower category).
+# 0.1 % inside the category it was drawn for (boundary values as in model.schema).
 _BURDEN_RANGES = {
     "<25": (1.0, 24.9),
     "25-50": (25.0, 50.0),

@@ -12,10 +12,9 @@ import pandas as pd
 import pandera.pandas as pa
 from pydantic.fields import FieldInfo
 
-from model.schema import MODALITIES, OUTCOME_COLUMNS, Patient
+from model.schema import MODALITIES, OUTCOME_COLUMNS, TRUTH_PREFIX, Patient
 from training.exceptions import CohortReadError, CohortValidationError
 
-TRUTH_PREFIX = "true_"
 MAX_MESSAGES = 50
 _TRUE_FALSE = (True, False, 1, 0, 1.0, 0.0, "True", "False", "true", "false", "1", "0")
 
@@ -86,7 +85,8 @@ def _positive_number(series: pd.Series) -> pd.Series:
 def _hpfs_not_after_os(frame: pd.DataFrame) -> pd.Series:
     hpfs = pd.to_numeric(frame["hpfs_months"], errors="coerce")
     os_ = pd.to_numeric(frame["os_months"], errors="coerce")
-    return ~(hpfs > os_)
+    comparable = _positive_number(frame["hpfs_months"]) & _positive_number(frame["os_months"])
+    return ~(comparable & (hpfs > os_))
 
 
 def _grade_or_ki67(frame: pd.DataFrame) -> pd.Series:

@@ -1,0 +1,41 @@
+# Two entry points on a fresh machine: `make serve` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+
+.PHONY: install system-deps serve test test-slow bench lint
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the tests need: Chromium for the browser tests (driven by Playwright with
+# this executable; no browser download).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+serve: install
+	$(BIN)/netprog serve
+
+test: install system-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+test-slow: install system-deps
+	$(BIN)/pytest -m "slow"
+
+bench: install
+	$(BIN)/python -m bench.run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
