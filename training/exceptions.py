@@ -32,3 +32,11 @@ class EvaluationInputError(TrainingError):
 
 class MissingTruthError(TrainingError):
     """An oracle quantity was asked of a cohort without the generator's `true_*` columns."""
+
+
+class RegistryError(TrainingError):
+    """The model store has no such model, or the pointer cannot move as asked."""
+
+
+class BundleIntegrityError(TrainingError):
+    """A registered artifact is missing or altered since training."""
