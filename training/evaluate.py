@@ -38,6 +38,7 @@ from model.schema import (
     FEATURE_SOURCES,
     GRADES,
     MODALITIES,
+    TRUTH_PREFIX,
     burden_categories,
     effective_grades,
     encode,
@@ -89,7 +90,7 @@ PUBLISHED_SOURCE_PREFIX = "table1_004"
 KAPLAN_MEIER_COLUMNS = ("who_grade", "burden_category", "modality")
 KAPLAN_MEIER_STEP_MONTHS = 0.5
 WEIGHT_PERCENTILES = (1.0, 99.0)
-_TRUTH_PREFIX = "true_"
+
 
 SYNTHETIC_WARNING = (
     "Synthetic cohort: every patient in this report was simulated from published aggregates. "
@@ -690,7 +691,7 @@ def _truth_column(frame: pd.DataFrame, name: str) -> np.ndarray:
 
 def oracle_risk(frame: pd.DataFrame, endpoint: str) -> np.ndarray:
     """The generator's true log relative hazard, shape = (n_samples,)."""
-    return _truth_column(frame, f"{_TRUTH_PREFIX}lp_{endpoint}")
+    return _truth_column(frame, f"{TRUTH_PREFIX}lp_{endpoint}")
 
 
 def oracle_survival(
@@ -941,14 +942,14 @@ def true_marginal_hazard_ratio(
         for modality in (treated, reference):
             event_time = _weibull_times(
                 unit_event,
-                _truth_column(cohort, f"{_TRUTH_PREFIX}lp_{endpoint}_{modality}"),
+                _truth_column(cohort, f"{TRUTH_PREFIX}lp_{endpoint}_{modality}"),
                 endpoint,
                 spec,
             )
             if follow_up == "observed" and endpoint == "hpfs":
                 death = _weibull_times(
                     unit_death,
-                    _truth_column(cohort, f"{_TRUTH_PREFIX}lp_os_{modality}"),
+                    _truth_column(cohort, f"{TRUTH_PREFIX}lp_os_{modality}"),
                     "os",
                     spec,
                 )
@@ -976,7 +977,7 @@ def modality_effects(
     (complete follow-up) and `true_marginal_hr_observed_follow_up` from
     :func:`true_marginal_hazard_ratio`.
     """
-    has_truth = f"{_TRUTH_PREFIX}lp_{endpoint}_{MODALITIES[0]}" in cohort
+    has_truth = f"{TRUTH_PREFIX}lp_{endpoint}_{MODALITIES[0]}" in cohort
     effects = {}
     for treated in MODALITIES[:0:-1]:
         comparison = (treated, MODALITIES[0])

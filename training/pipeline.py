@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import tempfile
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,12 +182,18 @@ def train(
         },
     }
     progress("writing the report and registering")
-    folder = Path(report_dir or tempfile.mkdtemp(prefix="netprog-report-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    report_html, report_json = folder / "report.html", folder / "metrics.json"
-    evaluate.write_report(results, report_html, report_json)
-    tag = registry.save_bundle(bundle, {"report.html": report_html, "metrics.json": report_json})
-    results["model_tag"] = tag
+
+    def write_report(tag: str, folder: Path) -> None:
+        results["model_tag"] = tag
+        evaluate.write_report(results, folder / "report.html", folder / "metrics.json")
+
+    tag = registry.save_bundle(bundle, write_report)
+    report_html, report_json = registry.report_paths(tag)
+    if report_dir is not None:
+        folder = Path(report_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in (report_html, report_json):
+            shutil.copyfile(path, folder / path.name)
     promoted = promote_if_none and registry.production_tag() is None
     if promoted:
         registry.set_production(tag, reason="first model in the store")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,8 +31,13 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def save_bundle(bundle: ModelBundle, extra_files: dict[str, str | Path] | None = None) -> str:
-    """Register `bundle` (and report files) as a new model; returns its tag.
+def save_bundle(
+    bundle: ModelBundle, write_extras: Callable[[str, Path], None] | None = None
+) -> str:
+    """Register `bundle` as a new model; returns its tag.
+
+    `write_extras(tag, folder)`, when given, writes further artifacts (the report) into the
+    model's folder once the tag is known; they are checksummed with the bundle.
 
     BentoML writes the model in a temporary folder and moves it into the store only when the
     block ends without error, so a run killed part-way leaves the store as it was.
@@ -43,8 +49,8 @@ def save_bundle(bundle: ModelBundle, extra_files: dict[str, str | Path] | None =
     with bentoml.models.create(MODEL_NAME, labels=labels, metadata=dict(bundle.metadata)) as model:
         bundle.metadata["tag"] = str(model.tag)
         joblib.dump(bundle, model.path_of(BUNDLE_FILE), compress=3)
-        for name, source in (extra_files or {}).items():
-            Path(model.path_of(name)).write_bytes(Path(source).read_bytes())
+        if write_extras is not None:
+            write_extras(str(model.tag), Path(model.path))
         checksums = {
             path.name: sha256_of(path)
             for path in sorted(Path(model.path).iterdir())
@@ -53,6 +59,12 @@ def save_bundle(bundle: ModelBundle, extra_files: dict[str, str | Path] | None =
         model.info.metadata["artifact_sha256"] = checksums
         model.info.metadata["tag"] = str(model.tag)
     return str(model.tag)
+
+
+def report_paths(tag: str) -> tuple[Path, Path]:
+    """The evaluation report (HTML) and metrics (JSON) stored with model `tag`."""
+    model = get_model(tag)
+    return Path(model.path_of("report.html")), Path(model.path_of("metrics.json"))
 
 
 def verify(model: bentoml.Model) -> None:
