@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ConditionalSurvivalUndefined",
     "InvalidEstimatorParameter",
     "InvalidSurvivalTarget",
     "ModelError",
@@ -24,3 +25,10 @@ class NonFiniteFeatures(ModelError):
 
 class InvalidEstimatorParameter(ModelError):
     """A constructor parameter does not fit the data it is asked to describe."""
+
+
+class ConditionalSurvivalUndefined(ModelError):
+    """Conditional survival S(t)/S(s) was asked for at a time s where it is not defined.
+
+    s beyond the prediction grid, negative, or where the survival curve is about zero.
+    """

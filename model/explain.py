@@ -1,0 +1,306 @@
+"""SHAP explanations of a prognosis on the log relative hazard scale, summed per patient field."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from model.bundle import CurveModel, is_linear
+from model.exceptions import ModelError
+from model.modality import burden_label
+from model.schema import FEATURE_NAMES, FEATURE_SOURCES, Patient
+
+__all__ = [
+    "FIELD_FACTORS",
+    "SCALE",
+    "Explainer",
+    "ShapValues",
+    "field_labels",
+]
+
+SCALE = "log relative hazard"
+
+# The design's "modality" source is the patient's planned modality, and its columns are
+# modality-within-grade interactions, so they are reported as one combined item.
+_FIELD_OF_SOURCE = {"modality": "planned_modality"}
+
+FIELD_FACTORS = {
+    "who_grade": "WHO grade",
+    "planned_modality": "modality (within grade)",
+    "primary_site": "primary tumour site",
+    "tumor_burden_percent": "hepatic tumour burden",
+    "prior_hepatic_treatment": "prior hepatic resection or ablation",
+    "extrahepatic_metastases": "extrahepatic metastases",
+    "somatostatin_analog": "somatostatin analogue",
+    "biologic_therapy": "biologic therapy",
+    "cytotoxic_chemotherapy": "cytotoxic chemotherapy",
+    "age_years": "age",
+}
+"""Human name of each explained patient field, in the design's column order."""
+
+_SITE_LABELS = {
+    "pancreas": "pancreatic primary",
+    "gut": "gut primary (small bowel, stomach, colon or rectum)",
+    "lung": "lung (bronchial) primary",
+    "other": "other or unknown primary",
+}
+_YES_NO_LABELS = {
+    "prior_hepatic_treatment": (
+        "prior hepatic resection or ablation",
+        "no prior hepatic resection or ablation",
+    ),
+    "extrahepatic_metastases": ("extrahepatic metastases", "no extrahepatic metastases"),
+    "somatostatin_analog": ("somatostatin analogue", "no somatostatin analogue"),
+    "biologic_therapy": ("biologic therapy", "no biologic therapy"),
+    "cytotoxic_chemotherapy": ("cytotoxic chemotherapy", "no cytotoxic chemotherapy"),
+}
+
+TREE_SHAP_METHODS = ("path_dependent", "interventional")
+
+
+def field_labels(patient: Patient, modality: str) -> dict[str, str]:
+    """A human label of the patient's value of every explained field.
+
+    Parameters
+    ----------
+    patient : Patient
+        The patient explained.
+    modality : str
+        The modality the prognosis is for (the planned one, or the default).
+
+    Returns
+    -------
+    dict
+        Field name (as in :data:`FIELD_FACTORS`) to label, e.g. ``"tumour burden 50–75 %"``.
+    """
+    grade = patient.grade
+    grade_label = f"grade {grade}"
+    if patient.who_grade is None:
+        grade_label += f" (derived from Ki-67 {patient.ki67_percent:g} %)"
+    labels = {
+        "who_grade": grade_label,
+        "planned_modality": f"{modality} in a {grade} tumour",
+        "primary_site": _SITE_LABELS[patient.primary_site],
+        "tumor_burden_percent": f"tumour burden {burden_label(patient.burden_category)}",
+        "age_years": f"age {patient.age_years} years",
+    }
+    for name, (yes, no) in _YES_NO_LABELS.items():
+        labels[name] = yes if getattr(patient, name) else no
+    return labels
+
+
+@dataclass
+class ShapValues:
+    """SHAP values of the log relative hazard of several patients.
+
+    Attributes
+    ----------
+    values : ndarray, shape = (n_samples, n_features)
+        Per design column, in :data:`model.schema.FEATURE_NAMES` order.
+    base_value : float
+        The expected log relative hazard the values are measured from.
+    margin : ndarray, shape = (n_samples,)
+        Log relative hazard; ``values.sum(axis=1) == margin - base_value``.
+    """
+
+    values: np.ndarray
+    base_value: float
+    margin: np.ndarray
+
+
+class Explainer:
+    """SHAP values of one fitted model's log relative hazard, summed per patient field.
+
+    The penalised Cox model is linear, so its SHAP values are exact and closed-form:
+    ``coef_j * (x_j - mean_j)`` with means over `background`, and the base value is the mean
+    log relative hazard of `background`.
+
+    For the boosted model the default is path-dependent TreeSHAP as computed by xgboost itself
+    (``Booster.predict(pred_contribs=True)``). Interventional TreeSHAP with the background
+    sample (``shap.TreeExplainer(feature_perturbation="interventional")``) is available as
+    ``tree_shap="interventional"``; on the synthetic default bundle (2,000-3,000 patients,
+    100 background rows, 150-450 depth-3 trees) it took about 2.5 ms per patient and
+    endpoint against about 0.2 ms, so a batch of 1,000 patients would spend over 4 s in it
+    alone, outside the 2 s batch target; see ``docs/prognosis.md``. The base values differ:
+
+    - path-dependent: xgboost's bias term, the expected margin over the training rows each
+      tree was grown on, weighted by the trees' node *cover*. For ``survival:cox`` the cover
+      is the sum of the Cox loss Hessians, not a row count, so this is a Hessian-weighted
+      average of the training cohort (plus xgboost's base score), not the plain average
+      patient; the values are also computed in float32, so additivity holds to about 1e-6
+      against xgboost's own sum, which is the reported margin.
+    - interventional: the mean margin over `background`, like the linear model.
+
+    Parameters
+    ----------
+    model : CurveModel
+        A fitted model (linear, or with a ``booster_``).
+    background : DataFrame, shape = (n_background, n_features)
+        Encoded training patients the base value averages over.
+    tree_shap : {"path_dependent", "interventional"}, default: "path_dependent"
+        The TreeSHAP variant for a boosted model; ignored for a linear one.
+    """
+
+    def __init__(self, model: CurveModel, background: pd.DataFrame, *, tree_shap="path_dependent"):
+        if tree_shap not in TREE_SHAP_METHODS:
+            raise ModelError(
+                f"`tree_shap` must be one of {TREE_SHAP_METHODS}, but got {tree_shap!r}"
+            )
+        self.model = model
+        self.tree_shap = tree_shap
+        self.linear = is_linear(model)
+        background_array = np.ascontiguousarray(background.to_numpy(dtype=float))
+        self.background_size = len(background_array)
+        self.background_mean_margin = float(np.mean(model.log_hazard(background_array)))
+        self.fields = tuple(FIELD_FACTORS)
+        sources = [
+            _FIELD_OF_SOURCE.get(FEATURE_SOURCES[n], FEATURE_SOURCES[n]) for n in FEATURE_NAMES
+        ]
+        unexplained = sorted(set(sources) - set(self.fields))
+        if unexplained:
+            # A column summed into no field would silently break additivity.
+            raise ModelError(
+                f"every design column's source must be an explained field, but got "
+                f"{unexplained}; add them to FIELD_FACTORS and field_labels"
+            )
+        self._grouping = np.array([[s == f for f in self.fields] for s in sources], dtype=float)
+        if self.linear:
+            self._background_means = background_array.mean(axis=0)
+            self.base_value = self.background_mean_margin
+        elif tree_shap == "interventional":
+            # Imported here: shap is slow to import and only this optional method needs it.
+            import shap
+
+            self._tree_explainer = shap.TreeExplainer(
+                model.estimator.booster_,
+                data=background_array,
+                feature_perturbation="interventional",
+                model_output="raw",
+            )
+            self.base_value = float(np.ravel(self._tree_explainer.expected_value)[0])
+        else:
+            self._booster = model.estimator.booster_
+            bias = self._booster.predict(
+                xgb.DMatrix(background_array[:1], nthread=1), pred_contribs=True
+            )[0, -1]
+            self.base_value = float(bias)
+
+    @property
+    def method(self) -> str:
+        """How the values are computed, in words."""
+        if self.linear:
+            return "exact SHAP of a linear model: coefficient × (value − background mean)"
+        if self.tree_shap == "interventional":
+            return "interventional TreeSHAP (shap.TreeExplainer) with the background sample"
+        return "path-dependent TreeSHAP (xgboost pred_contribs)"
+
+    @property
+    def baseline(self) -> str:
+        """What the base value is, in one sentence for the reader of an explanation."""
+        if self.linear or self.tree_shap == "interventional":
+            return (
+                f"The base value is the average log relative hazard of {self.background_size} "
+                "training patients (a random background sample, each under the modality they "
+                "received); each contribution says how far this patient's value of a factor "
+                "moves the log relative hazard away from that average patient."
+            )
+        return (
+            "The base value is the boosted model's expected log relative hazard over its "
+            "training data as path-dependent TreeSHAP defines it: training patients weighted by "
+            "their Cox-loss Hessian (xgboost's node cover), not the plain average patient, "
+            f"whose log relative hazard is {self.background_mean_margin:.3f} over "
+            f"{self.background_size} background training patients."
+        )
+
+    def shap_values(self, design) -> ShapValues:
+        """SHAP values of every design column.
+
+        Parameters
+        ----------
+        design : ndarray, shape = (n_samples, n_features)
+            Encoded patients.
+
+        Returns
+        -------
+        ShapValues
+        """
+        design = np.asarray(design, dtype=float)
+        if self.linear:
+            values = (design - self._background_means) * self.model.coef
+            return ShapValues(values, self.base_value, self.model.log_hazard(design))
+        if self.tree_shap == "interventional":
+            values = np.asarray(
+                self._tree_explainer.shap_values(design, check_additivity=False), dtype=float
+            )
+            return ShapValues(values, self.base_value, self.model.log_hazard(design))
+        contributions = self._booster.predict(
+            xgb.DMatrix(design, nthread=1), pred_contribs=True
+        ).astype(float)
+        # xgboost sums float32 leaf values, so its own total (not the separately predicted
+        # margin, which differs by ~1e-6) is the margin that the values add up to.
+        values = contributions[:, :-1]
+        return ShapValues(values, self.base_value, values.sum(axis=1) + self.base_value)
+
+    def field_contributions(self, values) -> np.ndarray:
+        """SHAP values summed per patient field.
+
+        Parameters
+        ----------
+        values : ndarray, shape = (n_samples, n_features)
+            :attr:`ShapValues.values`.
+
+        Returns
+        -------
+        ndarray, shape = (n_samples, len(FIELD_FACTORS))
+            Contribution of each field of :attr:`fields`, in that order.
+        """
+        return values @ self._grouping
+
+    def explanation(self, contributions, margin: float, labels: dict[str, str]) -> dict:
+        """The JSON explanation of one patient.
+
+        Parameters
+        ----------
+        contributions : ndarray, shape = (len(FIELD_FACTORS),)
+            One row of :meth:`field_contributions`.
+        margin : float
+            The patient's log relative hazard.
+        labels : dict
+            :func:`field_labels` of the patient.
+
+        Returns
+        -------
+        dict
+            ``scale``, ``method``, ``base_value``, ``baseline``, ``margin``,
+            ``hazard_ratio_vs_baseline`` and ``items`` sorted by absolute contribution.
+        """
+        order = np.argsort(-np.abs(contributions), kind="stable")
+        items = [
+            {
+                "field": self.fields[j],
+                "factor": FIELD_FACTORS[self.fields[j]],
+                "label": labels[self.fields[j]],
+                "contribution": round(float(contributions[j]), 4),
+                "hazard_ratio": round(math.exp(contributions[j]), 3),
+            }
+            for j in order
+        ]
+        return {
+            "scale": SCALE,
+            "method": self.method,
+            "base_value": round(self.base_value, 4),
+            "baseline": self.baseline,
+            "margin": round(float(margin), 4),
+            "hazard_ratio_vs_baseline": round(math.exp(margin - self.base_value), 3),
+            "note": (
+                "SHAP values explain the model's margin, the log relative hazard: positive "
+                "contributions raise the risk of the event, negative ones lower it; "
+                "hazard_ratio = exp(contribution) is the multiplier on the hazard against the "
+                "base value."
+            ),
+            "items": items,
+        }
