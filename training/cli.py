@@ -1,18 +1,31 @@
-"""The `netprog` command line: simulate, validate, calibrate and train."""
+"""The `netprog` command line: simulate, validate, calibrate, train, promote, roll back."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
-from training.exceptions import TrainingError
+from training.exceptions import (
+    CohortReadError,
+    CohortValidationError,
+    GateRefusedError,
+    TrainingError,
+)
+from training.holdout import DEFAULT_HOLDOUT_FRACTION
 
 logger = logging.getLogger("netprog")
 
+EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_INVALID_DATA = 2
+EXIT_REFUSED = 3
 
 
 @click.group()
@@ -43,23 +56,32 @@ def simulate(n_patients: int, seed: int, centers: int, out_path: str) -> None:
 
 
 @main.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("source")
+@click.option("--query", default=None, help="SQL returning the cohort (when SOURCE is a URL).")
 @click.option(
     "--feature",
     "features",
     multiple=True,
     help="A column proposed as a model input (repeatable); true_* columns are refused.",
 )
-def validate(path: str, features: tuple[str, ...]) -> None:
-    """Check a cohort file; exit 0 if valid, 2 with row-level messages otherwise."""
-    from training.validate import read_cohort, validate_cohort
+def validate(source: str, query: str | None, features: tuple[str, ...]) -> None:
+    """Check a cohort (CSV or Parquet file, or database URL with --query).
+
+    Exit 0 if valid; 2 with row-level messages otherwise; 1 if a database cannot be reached.
+    """
+    from training.exceptions import SourceUnavailableError
+    from training.sources import describe_source, read_source
+    from training.validate import validate_cohort
 
     try:
-        cohort = validate_cohort(read_cohort(path), feature_columns=features)
+        cohort = validate_cohort(read_source(source, query), feature_columns=features)
+    except SourceUnavailableError as error:
+        click.echo(str(error), err=True)
+        sys.exit(EXIT_FAILED)
     except TrainingError as error:
         click.echo(str(error), err=True)
         sys.exit(EXIT_INVALID_DATA)
-    click.echo(f"{path}: valid cohort of {len(cohort)} patients")
+    click.echo(f"{describe_source(source, query)}: valid cohort of {len(cohort)} patients")
 
 
 @main.command()
@@ -70,12 +92,38 @@ def calibrate() -> None:
     click.echo(json.dumps(run_calibration(), indent=2))
 
 
-@main.command()
+TRAIN_EXIT_CODES = """\b
+Exit codes (also written to --run-record):
+  0  trained and registered (and promoted, with --promote)
+  1  failed: anything but the data (database or Dask cluster unreachable, a bug)
+  2  invalid data: the cohort failed validation, nothing was fitted (or a bad command line)
+  3  refused by the promotion gate (--promote): the candidate stays registered, production
+     is unchanged
+"""
+
+PROMOTE_EXIT_CODES = """\b
+Exit codes:
+  0  promoted (passed the gate, or forced with a reason)
+  1  failed: no such model, an altered artifact, nothing to roll back
+  2  bad command line (e.g. --force without --reason)
+  3  refused by the promotion gate: production is unchanged
+"""
+
+
+def _estimator_params(device: str) -> dict[str, dict]:
+    """Constructor arguments per model family for the chosen device."""
+    return {"xgboost": {"device": device}} if device != "cpu" else {}
+
+
+@main.command(epilog=TRAIN_EXIT_CODES)
 @click.option(
     "--data",
     required=True,
-    help="Cohort file (CSV or Parquet), or 'synthetic[:N]' for the synthetic default cohort.",
+    help="Cohort: a CSV or Parquet file, an SQLAlchemy URL with --query "
+    "(postgresql://user@host:5432/registry; password from PGPASSWORD or ~/.pgpass), or "
+    "'synthetic[:N]' for the synthetic default cohort.",
 )
+@click.option("--query", default=None, help="SQL returning the cohort table (database --data).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--n-bootstrap", type=click.IntRange(min=2), default=20, show_default=True)
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
@@ -87,75 +135,285 @@ def calibrate() -> None:
     help="Cohort label; default: synthetic when the cohort has true_* columns.",
 )
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None)
-def train(data, seed, n_bootstrap, folds, jobs, label, report_dir) -> None:
+@click.option(
+    "--holdout-fraction",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=DEFAULT_HOLDOUT_FRACTION,
+    show_default=True,
+    help="Share of patients held out (by a fixed rule on patient_id) for the test and the gate.",
+)
+@click.option(
+    "--dask-scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Run folds, centres and bootstrap fits on this Dask cluster (tcp://host:8786); "
+    "same results as locally for the same seed. --jobs is then ignored.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Device of the boosted models (xgboost).",
+)
+@click.option(
+    "--promote",
+    "promote_after",
+    is_flag=True,
+    help="Run the promotion gate after training: promote if it passes, exit 3 if not.",
+)
+@click.option(
+    "--run-record",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a JSON record of the run here (tag, status, exit code, timings, metrics, gate "
+    "decision), also when the run fails.",
+)
+def train(**options) -> None:
     """Fit, evaluate and register a model bundle in the BentoML model store."""
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from training.pipeline import resolve_cohort
-    from training.pipeline import train as run_training
 
     console = Console(stderr=True)
+    record = RunRecord(options)
     try:
-        cohort = resolve_cohort(data, seed)
-    except TrainingError as error:
+        record.code = _train(console, options, record)
+    except GateRefusedError as error:
+        record.fail(EXIT_REFUSED, "refused", error)
+        record.body["gate"] = error.decision
         console.print(str(error), markup=False, highlight=False)
-        sys.exit(EXIT_INVALID_DATA)
+    except (CohortReadError, CohortValidationError) as error:
+        record.fail(EXIT_INVALID_DATA, "invalid_data", error)
+        console.print(str(error), markup=False, highlight=False)
+    except TrainingError as error:
+        record.fail(EXIT_FAILED, "failed", error)
+        console.print(str(error), markup=False, highlight=False)
+    except Exception as error:
+        record.fail(EXIT_FAILED, "failed", error)
+        logger.exception("training failed")
+    finally:
+        record.write()
+    if record.code != EXIT_OK:
+        sys.exit(record.code)
+
+
+def _train(console, options: dict, record: RunRecord) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from training import gate
+    from training.pipeline import resolve_cohort
+    from training.pipeline import train as run_training
+    from training.sources import describe_source
+
+    source = describe_source(options["data"], options["query"])
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("validating", total=None)
+        task = progress.add_task("reading and validating the cohort", total=None)
+        started = time.perf_counter()
+        cohort = resolve_cohort(options["data"], options["seed"], options["query"])
+        record.body["timings"]["load"] = round(time.perf_counter() - started, 3)
+        record.body["data"].update(n_patients=len(cohort))
         run = run_training(
             cohort,
-            seed=seed,
-            n_bootstrap=n_bootstrap,
-            n_splits=folds,
-            n_jobs=jobs,
-            cohort_label=label,
-            report_dir=report_dir,
+            seed=options["seed"],
+            n_bootstrap=options["n_bootstrap"],
+            n_splits=options["folds"],
+            n_jobs=options["jobs"],
+            cohort_label=options["label"],
+            report_dir=options["report_dir"],
             progress=lambda step: progress.update(task, description=step),
+            holdout_fraction=options["holdout_fraction"],
+            estimator_params=_estimator_params(options["device"]),
+            dask_scheduler=options["dask_scheduler"],
+            source=source,
         )
+    record.trained(run)
     _print_summary(console, run)
+    if not options["promote_after"] or run.promoted:
+        return EXIT_OK
+    started = time.perf_counter()
+    decision = gate.promote(run.tag, reason="passed the promotion gate (netprog train --promote)")
+    record.body["timings"]["gate"] = round(time.perf_counter() - started, 3)
+    record.body.update(gate=decision, status="promoted")
+    _print_gate(console, decision)
+    console.print(f"{run.tag} promoted to production")
+    return EXIT_OK
+
+
+class RunRecord:
+    """The JSON record of one `netprog train` run, for schedulers (`--run-record`)."""
+
+    def __init__(self, options: dict):
+        from training.sources import describe_source
+
+        self.path = options["run_record"]
+        self.code = EXIT_FAILED
+        self.started = time.perf_counter()
+        self.body: dict = {
+            "command": "train",
+            "status": "failed",
+            "exit_code": EXIT_FAILED,
+            "tag": None,
+            "production": None,
+            "started_at": _now(),
+            "finished_at": None,
+            "duration_s": None,
+            "data": {"source": describe_source(options["data"], options["query"])},
+            "options": {
+                k: options[k]
+                for k in (
+                    "seed",
+                    "n_bootstrap",
+                    "folds",
+                    "jobs",
+                    "holdout_fraction",
+                    "device",
+                    "dask_scheduler",
+                    "promote_after",
+                )
+            },
+            "timings": {},
+            "metrics": None,
+            "gate": None,
+            "error": None,
+        }
+
+    def trained(self, run) -> None:
+        metadata = run.bundle.metadata
+        self.body.update(
+            tag=run.tag,
+            status="promoted" if run.promoted else "registered",
+            metrics={
+                "cross_validated": metadata["metrics"],
+                "held_out": metadata["held_out_metrics"],
+                "primary": metadata["primary"],
+            },
+        )
+        self.body["data"].update(
+            label=metadata["trained_on"],
+            data_fingerprint=metadata["data_fingerprint"],
+            n_development=metadata["n_patients"],
+            n_held_out=metadata["holdout"]["n_patients"],
+        )
+        self.body["timings"].update(run.timings)
+
+    def fail(self, code: int, status: str, error: BaseException) -> None:
+        self.code = code
+        self.body.update(status=status, error=f"{type(error).__name__}: {error}")
+
+    def write(self) -> None:
+        from training import registry
+
+        self.body.update(
+            exit_code=self.code,
+            finished_at=_now(),
+            duration_s=round(time.perf_counter() - self.started, 3),
+        )
+        if self.path is None:
+            return
+        try:
+            self.body["production"] = registry.production_tag()
+        except (OSError, ValueError):
+            self.body["production"] = None
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(self.body, indent=2, default=str), encoding="utf-8")
+        os.replace(temporary, path)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _figure(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _print_summary(console, run) -> None:
     from rich.table import Table
 
+    metadata = run.bundle.metadata
     table = Table(
-        title=f"{run.tag} — trained on {run.bundle.metadata['trained_on']} data "
-        f"({run.bundle.metadata['n_patients']} patients), cross-validated"
+        title=f"{run.tag} — trained on {metadata['trained_on']} data "
+        f"({metadata['n_patients']} patients, {metadata['holdout']['n_patients']} held out)"
     )
-    for column in ("endpoint", "model", "Harrell C", "Uno C", "IBS", "cal. slope 24 mo"):
+    for column in ("endpoint", "model", "CV Harrell C", "CV IBS", "CV slope 24 mo"):
         table.add_column(column)
-    for endpoint, models in run.bundle.metadata["metrics"].items():
+    for column in ("held-out Harrell C", "held-out slope 24 mo"):
+        table.add_column(column)
+    for endpoint, models in metadata["metrics"].items():
         for name, figures in models.items():
             primary = " (primary)" if run.bundle.primary[endpoint] == name else ""
+            held_out = metadata["held_out_metrics"].get(endpoint, {}).get(name, {})
             table.add_row(
                 endpoint,
                 name + primary,
-                *(
-                    "–" if figures[k] is None else f"{figures[k]:.3f}"
-                    for k in ("harrell_c", "uno_c", "ibs", "calibration_slope_24")
-                ),
+                *(_figure(figures[k]) for k in ("harrell_c", "ibs", "calibration_slope_24")),
+                *(_figure(held_out.get(k)) for k in ("harrell_c", "calibration_slope_24")),
             )
     console.print(table)
     state = "promoted to production" if run.promoted else "registered as a candidate"
     console.print(f"{run.tag} {state}; report: {run.report_html}")
-    if run.bundle.metadata["trained_on"] == "synthetic":
+    if metadata["trained_on"] == "synthetic":
         console.print("Trained on SYNTHETIC data: not for clinical use.")
 
 
-@main.command()
-@click.argument("tag")
-@click.option("--reason", default="", help="Why this model is promoted (recorded).")
-def promote(tag: str, reason: str) -> None:
-    """Point production at TAG."""
-    from training import registry
+def _print_gate(console, decision: dict) -> None:
+    from rich.table import Table
 
+    from training.gate import checks_table
+
+    table = Table(title=f"Promotion gate: {decision['candidate']} vs {decision['production']}")
+    for column in ("patients", "endpoint", "check", "candidate", "production", "result"):
+        table.add_column(column)
+    for row in checks_table(decision):
+        table.add_row(*row)
+    console.print(table)
+    for evaluation_set in decision["evaluation_sets"]:
+        used = "used" if evaluation_set["used"] else "NOT used (too few events)"
+        console.print(
+            f"{evaluation_set['name']}: {evaluation_set['n_patients']} patients, {used}; "
+            f"{evaluation_set['note']}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@main.command(epilog=PROMOTE_EXIT_CODES)
+@click.argument("tag")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Promote even if the gate refuses (requires --reason; recorded with the decision).",
+)
+@click.option("--reason", default="", help="Why this model is promoted (recorded).")
+def promote(tag: str, force: bool, reason: str) -> None:
+    """Point production at TAG if it passes the promotion gate.
+
+    The gate compares TAG with the current production model on the held-out patients of
+    both (those neither was trained on): Harrell C may not drop by more than 0.01 for
+    either endpoint, and TAG's calibration slope at 24 months must lie within 0.8-1.25.
+    """
+    from rich.console import Console
+
+    from training import gate
+
+    if force and not reason.strip():
+        raise click.UsageError("--force needs --reason TEXT (it is recorded with the promotion)")
+    console = Console(stderr=True)
     try:
-        registry.set_production(tag, reason)
+        decision = gate.promote(tag, force=force, reason=reason)
+    except GateRefusedError as error:
+        _print_gate(console, error.decision)
+        console.print(str(error), markup=False, highlight=False)
+        sys.exit(EXIT_REFUSED)
     except TrainingError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"production is now {registry.production_tag()}")
+        console.print(str(error), markup=False, highlight=False)
+        sys.exit(EXIT_FAILED)
+    _print_gate(console, decision)
+    if decision["forced"]:
+        console.print(f"Forced past the gate; reason recorded: {reason}", markup=False)
+    click.echo(f"production is now {decision['candidate']}")
 
 
 @main.command()
@@ -168,6 +426,14 @@ def rollback() -> None:
     except TrainingError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"production is now {tag}")
+
+
+@main.command()
+def dictionary() -> None:
+    """Print the training cohort's data dictionary (Markdown), derived from the schemas."""
+    from training.dictionary import dictionary_markdown
+
+    click.echo(dictionary_markdown(), nl=False)
 
 
 @main.command("models")

@@ -40,3 +40,19 @@ class RegistryError(TrainingError):
 
 class BundleIntegrityError(TrainingError):
     """A registered artifact is missing or altered since training."""
+
+
+class SourceUnavailableError(TrainingError):
+    """A cohort source (a database) could not be reached; the data itself may be fine."""
+
+
+class GateRefusedError(TrainingError):
+    """A candidate model failed the promotion gate; `decision` holds every check."""
+
+    def __init__(self, message: str, decision: dict):
+        self.decision = decision
+        super().__init__(message)
+
+
+class ParallelBackendError(TrainingError):
+    """The requested parallel backend (a Dask cluster) is not installed or not reachable."""

@@ -1,31 +1,41 @@
-"""The training run: validate, cross-validate, fit the bundle, evaluate, report and register."""
+"""The training run: validate, hold out, cross-validate, fit, evaluate, report and register."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.model_selection import StratifiedKFold
+from sksurv.metrics import concordance_index_censored
 
 from model.bundle import MONTH_GRID, CurveModel, ModelBundle
 from model.estimators import ESTIMATORS
 from model.schema import ENDPOINTS, TRUTH_PREFIX, encode
 from training import evaluate, registry
+from training.exceptions import CohortValidationError, EvaluationInputError
 from training.fit import fit_bundle, make_estimator, survival_target
+from training.holdout import DEFAULT_HOLDOUT_FRACTION, HOLDOUT_RULE, holdout_mask, patient_hashes
+from training.parallel import joblib_backend
+from training.sources import read_source
 from training.synthetic import simulate_cohort
-from training.validate import load_cohort, validate_cohort
+from training.validate import Problem, validate_cohort
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SYNTHETIC_SIZE = 2000
 REFERENCES = ("published", "oracle", "kaplan_meier")
 SUMMARY_HORIZON = "24"
+HELD_OUT_BOOTSTRAP = 200
+"""Resamples of the held-out rows for the percentile interval of their Harrell C."""
 
 
 @dataclass
@@ -38,17 +48,28 @@ class TrainingRun:
     report_html: Path
     report_json: Path
     promoted: bool
+    timings: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_cohort(data: str, seed: int = 0) -> pd.DataFrame:
-    """Load the cohort named by `--data`: a file path, or ``synthetic[:N]`` for the default."""
+def canonical_order(cohort: pd.DataFrame) -> pd.DataFrame:
+    """Rows by `patient_id`, index 0..n-1: the models depend on the rows, not on export order."""
+    return cohort.sort_values("patient_id", kind="stable").reset_index(drop=True)
+
+
+def resolve_cohort(data: str, seed: int = 0, query: str | None = None) -> pd.DataFrame:
+    """Load and validate the cohort named by `--data`.
+
+    `data` is a CSV or Parquet file, an SQLAlchemy URL with `query` (see
+    :func:`training.sources.read_source`), or ``synthetic[:N]`` for the synthetic default.
+    Every source passes the one cohort validation; the rows come back in canonical order.
+    """
     if data == "synthetic" or data.startswith("synthetic:"):
         size = int(data.partition(":")[2] or DEFAULT_SYNTHETIC_SIZE)
-        return validate_cohort(simulate_cohort(size, seed))
-    return load_cohort(data)
+        return canonical_order(validate_cohort(simulate_cohort(size, seed)))
+    return canonical_order(validate_cohort(read_source(data, query)))
 
 
-def _fold_predictions(name, cohort, train, test, endpoint, seed):
+def _fold_predictions(name, cohort, train, test, endpoint, seed, params=None):
     """Held-out risk and survival on MONTH_GRID for one model (or reference) and one fold."""
     train_rows, test_rows = cohort.iloc[train], cohort.iloc[test]
     y_train = survival_target(train_rows, endpoint)
@@ -63,20 +84,28 @@ def _fold_predictions(name, cohort, train, test, endpoint, seed):
     if name == "kaplan_meier":
         return evaluate.null_model_prediction(y_train, MONTH_GRID, len(test))
     design = encode(train_rows)
-    curve = CurveModel.from_estimator(make_estimator(name, seed).fit(design, y_train), design)
+    estimator = make_estimator(name, seed, params).fit(design, y_train)
+    curve = CurveModel.from_estimator(estimator, design)
     test_design = encode(test_rows).to_numpy()
     return curve.log_hazard(test_design), curve.survival(test_design)
 
 
 def cross_validate(
-    cohort: pd.DataFrame, *, seed: int = 0, n_splits: int = 5, n_jobs: int = 1
+    cohort: pd.DataFrame,
+    *,
+    seed: int = 0,
+    n_splits: int = 5,
+    n_jobs: int = 1,
+    estimator_params: dict[str, dict] | None = None,
 ) -> dict[str, dict[str, dict]]:
     """Out-of-fold metrics per endpoint and model, with the references beside them.
 
     Every patient is predicted once, by models fitted without them; the metrics are computed
     on the pooled out-of-fold predictions, and `fold_harrell_c` keeps the spread over folds.
     The oracle (the generator's true risk) is included when the cohort has `true_*` columns.
+    `estimator_params` are extra constructor arguments per model family, as in `fit_bundle`.
     """
+    params = estimator_params or {}
     names = [
         *ESTIMATORS,
         *(r for r in REFERENCES if r != "oracle" or f"{TRUTH_PREFIX}lp_os" in cohort),
@@ -86,7 +115,8 @@ def cross_validate(
     )
     tasks = [(e, n, k) for e in ENDPOINTS for n in names for k in range(n_splits)]
     predictions = Parallel(n_jobs=n_jobs)(
-        delayed(_fold_predictions)(n, cohort, *folds[k], e, seed) for e, n, k in tasks
+        delayed(_fold_predictions)(n, cohort, *folds[k], e, seed, params.get(n))
+        for e, n, k in tasks
     )
     by_task = dict(zip(tasks, predictions, strict=True))
     results: dict[str, dict[str, dict]] = {}
@@ -99,10 +129,13 @@ def cross_validate(
             fold_c = []
             for k, (_, test) in enumerate(folds):
                 risk[test], survival[test] = by_task[(endpoint, name, k)]
-                fold = evaluate.survival_metrics(
-                    y_all, y_all[test], risk[test], survival[test], times=MONTH_GRID
+                fold_c.append(
+                    float(
+                        concordance_index_censored(
+                            y_all["event"][test], y_all["months"][test], risk[test]
+                        )[0]
+                    )
                 )
-                fold_c.append(fold["harrell_c"])
             metrics = evaluate.survival_metrics(y_all, y_all, risk, survival, times=MONTH_GRID)
             metrics["fold_harrell_c"] = fold_c
             results[endpoint][name] = metrics
@@ -114,6 +147,19 @@ def choose_primary(cv: dict[str, dict[str, dict]]) -> dict[str, str]:
     return {
         endpoint: max(ESTIMATORS, key=lambda name: np.mean(cv[endpoint][name]["fold_harrell_c"]))
         for endpoint in ENDPOINTS
+    }
+
+
+def headline(metrics: dict) -> dict:
+    """Harrell C, Uno C, IBS and the 24-month calibration slope (with its interval)."""
+    at_24 = metrics.get("horizons", {}).get(SUMMARY_HORIZON, {})
+    return {
+        "harrell_c": metrics["harrell_c"],
+        "uno_c": metrics["uno_c"],
+        "ibs": metrics["ibs"],
+        "calibration_slope_24": at_24.get("calibration_slope"),
+        "calibration_slope_24_lower": at_24.get("calibration_slope_lower"),
+        "calibration_slope_24_upper": at_24.get("calibration_slope_upper"),
     }
 
 
@@ -134,6 +180,192 @@ def summarise(cv: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
     return evaluate.to_jsonable(summary)
 
 
+def _loco_row(center, y_all, y_test, risk, survival) -> dict:
+    row = {"center": center, "n": len(y_test), "events": int(y_test["event"].sum())}
+    try:
+        metrics = evaluate.survival_metrics(y_all, y_test, risk, survival, times=MONTH_GRID)
+    except EvaluationInputError as error:
+        return {
+            **row,
+            "harrell_c": None,
+            "ibs": None,
+            "calibration_slope_24": None,
+            "note": str(error),
+        }
+    figures = headline(metrics)
+    return {
+        **row,
+        "harrell_c": figures["harrell_c"],
+        "ibs": figures["ibs"],
+        "calibration_slope_24": figures["calibration_slope_24"],
+        "note": "; ".join(
+            f"{k}: {v}"
+            for k, v in metrics["skipped"].items()
+            if k in ("ibs", "calibration_slope_24")
+        ),
+    }
+
+
+def leave_one_centre_out(
+    cohort: pd.DataFrame,
+    *,
+    seed: int = 0,
+    n_jobs: int = 1,
+    estimator_params: dict[str, dict] | None = None,
+) -> dict | None:
+    """Internal-external validation: each centre predicted by models fitted on the others.
+
+    Returns None unless the cohort has a `center` column with at least two centres. Rows
+    without a centre are always in the training part. The censoring distribution of the
+    IPCW metrics is estimated on the whole cohort, as in :func:`cross_validate`.
+
+    Returns
+    -------
+    dict
+        ``{"centers": [...], "endpoints": {endpoint: {model: [row, ...]}},
+        "spread": {endpoint: {model: {"harrell_c_mean", "harrell_c_sd", "harrell_c_min",
+        "harrell_c_max"}}}}``; a row holds center, n, events, harrell_c, ibs,
+        calibration_slope_24 and a note where a figure could not be computed.
+    """
+    if "center" not in cohort:
+        return None
+    centre_of = cohort["center"].astype(object).where(cohort["center"].notna(), None)
+    centres = sorted({str(c) for c in centre_of.dropna()})
+    if len(centres) < 2:
+        return None
+    params = estimator_params or {}
+    splits = {
+        c: (np.flatnonzero(centre_of.astype(str) != c), np.flatnonzero(centre_of.astype(str) == c))
+        for c in centres
+    }
+    tasks = [(e, n, c) for e in ENDPOINTS for n in ESTIMATORS for c in centres]
+    predictions = Parallel(n_jobs=n_jobs)(
+        delayed(_fold_predictions)(n, cohort, *splits[c], e, seed, params.get(n))
+        for e, n, c in tasks
+    )
+    by_task = dict(zip(tasks, predictions, strict=True))
+    tables: dict[str, dict[str, list]] = {}
+    spread: dict[str, dict[str, dict]] = {}
+    for endpoint in ENDPOINTS:
+        y_all = survival_target(cohort, endpoint)
+        tables[endpoint], spread[endpoint] = {}, {}
+        for name in ESTIMATORS:
+            rows = [
+                _loco_row(c, y_all, y_all[splits[c][1]], *by_task[(endpoint, name, c)])
+                for c in centres
+            ]
+            tables[endpoint][name] = rows
+            c_values = np.array([r["harrell_c"] for r in rows if r["harrell_c"] is not None])
+            spread[endpoint][name] = {
+                "harrell_c_mean": float(c_values.mean()) if len(c_values) else None,
+                "harrell_c_sd": float(c_values.std()) if len(c_values) else None,
+                "harrell_c_min": float(c_values.min()) if len(c_values) else None,
+                "harrell_c_max": float(c_values.max()) if len(c_values) else None,
+            }
+    return evaluate.to_jsonable({"centers": centres, "endpoints": tables, "spread": spread})
+
+
+def _harrell_c_interval(y: np.ndarray, risk: np.ndarray, seed: int) -> tuple[float, float]:
+    """Percentile 95 % interval of Harrell C over bootstrap resamples of the rows."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(HELD_OUT_BOOTSTRAP):
+        rows = rng.integers(0, len(y), len(y))
+        if y["event"][rows].any():
+            values.append(
+                concordance_index_censored(y["event"][rows], y["months"][rows], risk[rows])[0]
+            )
+    lower, upper = np.percentile(values, [2.5, 97.5])
+    return float(lower), float(upper)
+
+
+def predict_rows(curve: CurveModel, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted model's log relative hazard and survival on MONTH_GRID for cohort rows."""
+    design = encode(rows).to_numpy()
+    return curve.log_hazard(design), curve.survival(design)
+
+
+def evaluate_on_rows(bundle: ModelBundle, rows: pd.DataFrame, *, seed: int = 0) -> dict:
+    """Every full-data model of `bundle` on cohort `rows` the bundle was not fitted on.
+
+    Returns ``{endpoint: {model: metrics}}`` where metrics are :func:`headline` figures plus
+    `n`, `events`, `harrell_c_lower`/`_upper` (bootstrap percentile interval) and
+    `skipped`; ``{endpoint: {"note": reason}}`` when the rows cannot be evaluated.
+    """
+    evaluation: dict[str, dict] = {}
+    for endpoint in ENDPOINTS:
+        y = survival_target(rows, endpoint)
+        evaluation[endpoint] = {}
+        for name, model in bundle.models[endpoint].items():
+            risk, survival = predict_rows(model.full, rows)
+            try:
+                metrics = evaluate.survival_metrics(y, y, risk, survival, times=MONTH_GRID)
+            except EvaluationInputError as error:
+                evaluation[endpoint] = {"note": str(error)}
+                break
+            lower, upper = _harrell_c_interval(y, risk, seed)
+            evaluation[endpoint][name] = {
+                "n": len(rows),
+                "events": int(y["event"].sum()),
+                **headline(metrics),
+                "harrell_c_lower": lower,
+                "harrell_c_upper": upper,
+                "skipped": metrics["skipped"],
+            }
+    return evaluate.to_jsonable(evaluation)
+
+
+def split_holdout(cohort: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The development rows (fitting, tuning, CV) and the held-out test rows (`holdout`)."""
+    held_out = holdout_mask(cohort["patient_id"], fraction)
+    development = cohort[~held_out].reset_index(drop=True)
+    if development.empty or not development["os_event"].any():
+        raise CohortValidationError(
+            [
+                Problem(
+                    None,
+                    None,
+                    f"no development rows with events remain after holding out "
+                    f"{fraction:.0%}; lower --holdout-fraction",
+                )
+            ],
+            len(cohort),
+        )
+    return development, cohort[held_out].reset_index(drop=True)
+
+
+class _Steps:
+    """Announces each step (progress callback and log) and records how long it took."""
+
+    def __init__(self, progress: Callable[[str], None]):
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str, description: str) -> Iterator[None]:
+        self.progress(description)
+        logger.info("%s", description)
+        started = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - started, 3)
+
+
+def _notes(primary: dict, holdout: dict, loco: dict | None) -> list[str]:
+    notes = [
+        f"Primary model: {primary['hpfs']} for HPFS, {primary['os']} for OS "
+        "(higher cross-validated Harrell C).",
+        f"{holdout['n_patients']} patients ({holdout['fraction']:.0%}, rule: {HOLDOUT_RULE}) "
+        "were held out before any fitting; the registered models were fitted on the other "
+        f"{holdout['n_development']}. Cross-validation ran on those {holdout['n_development']}.",
+    ]
+    if loco is not None:
+        notes.append(
+            f"Internal-external validation: each of {len(loco['centers'])} centres was "
+            "predicted by models fitted on the others (section at the end)."
+        )
+    return notes
+
+
 def train(
     cohort: pd.DataFrame,
     *,
@@ -145,56 +377,115 @@ def train(
     report_dir: str | Path | None = None,
     promote_if_none: bool = True,
     progress: Callable[[str], None] = lambda step: None,
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
+    estimator_params: dict[str, dict] | None = None,
+    dask_scheduler: str | None = None,
+    source: str | None = None,
 ) -> TrainingRun:
     """Train, evaluate and register a bundle on a validated cohort.
 
-    The cohort label is "synthetic" when the cohort carries the generator's `true_*` columns,
-    else "real", unless given. The first model in an empty store becomes production; later
-    ones are candidates for `netprog promote`.
+    The held-out rows (:mod:`training.holdout`) are set aside first; cross-validation, the
+    leave-one-centre-out validation and the registered fits use the other rows, and the
+    held-out rows are stored with the model for the promotion gate. The cohort label is
+    "synthetic" when the cohort carries the generator's `true_*` columns, else "real",
+    unless given. The first model in an empty store becomes production; later ones are
+    candidates for `netprog promote`. With `dask_scheduler`, the folds, centres and bootstrap
+    fits run on that Dask cluster, with the same results as locally.
     """
-    cohort = validate_cohort(cohort)
-    label = cohort_label or ("synthetic" if f"{TRUTH_PREFIX}lp_os" in cohort else "real")
-    progress("cross-validating")
-    cv = cross_validate(cohort, seed=seed, n_splits=n_splits, n_jobs=n_jobs)
-    primary = choose_primary(cv)
-    progress("fitting ensembles")
-    bundle = fit_bundle(
-        cohort,
-        seed=seed,
-        n_bootstrap=n_bootstrap,
-        n_jobs=n_jobs,
-        cohort_label=label,
-        primary=primary,
-    )
-    bundle.metadata["metrics"] = summarise(cv)
-    bundle.metadata["primary"] = primary
-    progress("analysing the cohort")
-    results = {
-        "cohort_label": label,
-        "n_patients": len(cohort),
-        "notes": [
-            f"Primary model: {primary['hpfs']} for HPFS, {primary['os']} for OS "
-            "(higher cross-validated Harrell C)."
-        ],
-        "endpoints": {
-            endpoint: {"models": cv[endpoint], **evaluate.cohort_analyses(cohort, endpoint)}
-            for endpoint in ENDPOINTS
-        },
+    steps = _Steps(progress)
+    with steps("validate", "setting the held-out patients aside"):
+        cohort = canonical_order(validate_cohort(cohort))
+        label = cohort_label or ("synthetic" if f"{TRUTH_PREFIX}lp_os" in cohort else "real")
+        development, held_out = split_holdout(cohort, holdout_fraction)
+    with joblib_backend(dask_scheduler, n_jobs) as jobs:
+        with steps("cross_validate", "cross-validating"):
+            cv = cross_validate(
+                development,
+                seed=seed,
+                n_splits=n_splits,
+                n_jobs=jobs,
+                estimator_params=estimator_params,
+            )
+            primary = choose_primary(cv)
+        with steps("leave_one_centre_out", "validating centre by centre"):
+            loco = leave_one_centre_out(
+                development, seed=seed, n_jobs=jobs, estimator_params=estimator_params
+            )
+        with steps("fit", "fitting ensembles"):
+            bundle = fit_bundle(
+                development,
+                seed=seed,
+                n_bootstrap=n_bootstrap,
+                n_jobs=jobs,
+                cohort_label=label,
+                primary=primary,
+                estimator_params=estimator_params,
+            )
+    with steps("held_out", "evaluating on the held-out patients"):
+        held_out_metrics = evaluate_on_rows(bundle, held_out, seed=seed) if len(held_out) else {}
+    holdout = {
+        "rule": HOLDOUT_RULE,
+        "fraction": holdout_fraction,
+        "n_patients": len(held_out),
+        "n_development": len(development),
+        "n_events": {e: int(held_out[f"{e}_event"].sum()) for e in ENDPOINTS},
     }
-    progress("writing the report and registering")
-
-    def write_report(tag: str, folder: Path) -> None:
-        results["model_tag"] = tag
-        evaluate.write_report(results, folder / "report.html", folder / "metrics.json")
-
-    tag = registry.save_bundle(bundle, write_report)
+    bundle.metadata.update(
+        metrics=summarise(cv),
+        primary=primary,
+        holdout=holdout,
+        held_out_metrics={
+            e: {
+                n: {k: v for k, v in m.items() if k != "skipped"}
+                for n, m in models.items()
+                if isinstance(m, dict)
+            }
+            for e, models in held_out_metrics.items()
+        },
+        n_cohort=len(cohort),
+        source=source or "in-memory cohort",
+        cv_folds=n_splits,
+    )
+    with steps("analyse", "analysing the cohort"):
+        results = {
+            "cohort_label": label,
+            "n_patients": len(cohort),
+            "notes": _notes(primary, holdout, loco),
+            "endpoints": {
+                endpoint: {"models": cv[endpoint], **evaluate.cohort_analyses(cohort, endpoint)}
+                for endpoint in ENDPOINTS
+            },
+            "held_out": {"holdout": holdout, "endpoints": held_out_metrics},
+            "leave_one_centre_out": loco,
+        }
+    with steps("register", "writing the report and registering"):
+        tag = registry.save_bundle(
+            bundle, _extras_writer(bundle, results, cohort, development, held_out)
+        )
     report_html, report_json = registry.report_paths(tag)
     if report_dir is not None:
         folder = Path(report_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        for path in (report_html, report_json):
+        for path in (report_html, report_json, *registry.model_card_paths(tag)):
             shutil.copyfile(path, folder / path.name)
     promoted = promote_if_none and registry.production_tag() is None
     if promoted:
         registry.set_production(tag, reason="first model in the store")
-    return TrainingRun(tag, bundle, results, report_html, report_json, promoted)
+    return TrainingRun(tag, bundle, results, report_html, report_json, promoted, steps.timings)
+
+
+def _extras_writer(bundle, results, cohort, development, held_out):
+    """What `registry.save_bundle` writes beside the bundle once the tag is known."""
+    from training import model_card, report_sections
+
+    def write_extras(tag: str, folder: Path) -> None:
+        results["model_tag"] = tag
+        evaluate.write_report(results, folder / "report.html", folder / "metrics.json")
+        report_sections.append_to_report(folder / "report.html", results)
+        card = model_card.build_model_card(tag, bundle, results, cohort)
+        model_card.write_model_card(card, folder)
+        held_out.to_parquet(folder / registry.HOLDOUT_FILE, index=False)
+        ids = {"patient_sha256": sorted(patient_hashes(development["patient_id"]))}
+        (folder / registry.TRAINING_IDS_FILE).write_text(json.dumps(ids), encoding="utf-8")
+
+    return write_extras

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import shutil
+import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import bentoml
 import joblib
+import pandas as pd
 from bentoml._internal.configuration.containers import BentoMLContainer
+from bentoml._internal.models.model import ModelStore
 
 from model.bundle import ModelBundle
 from training.exceptions import BundleIntegrityError, RegistryError
@@ -20,6 +26,10 @@ from training.exceptions import BundleIntegrityError, RegistryError
 MODEL_NAME = "netprog-bundle"
 BUNDLE_FILE = "bundle.joblib"
 POINTER_FILE = "netprog-production.json"
+POINTER_LOCK_FILE = "netprog-production.lock"
+STAGING_DIR = ".netprog-staging"
+HOLDOUT_FILE = "holdout.parquet"
+TRAINING_IDS_FILE = "training_ids.json"
 
 
 def sha256_of(path: str | Path) -> str:
@@ -36,35 +46,125 @@ def save_bundle(
 ) -> str:
     """Register `bundle` as a new model; returns its tag.
 
-    `write_extras(tag, folder)`, when given, writes further artifacts (the report) into the
-    model's folder once the tag is known; they are checksummed with the bundle.
+    `write_extras(tag, folder)`, when given, writes further artifacts (the report, the model
+    card, the held-out rows) into the model's folder once the tag is known; they are
+    checksummed with the bundle.
 
-    BentoML writes the model in a temporary folder and moves it into the store only when the
-    block ends without error, so a run killed part-way leaves the store as it was.
+    The model is assembled in a staging store beside the model store (BentoML writes it in a
+    temporary folder, then copies it there) and enters the store by one `rename`, so a run
+    killed at any point leaves the store as it was: without the new model, or with all of it.
     """
     labels = {
         "trained_on": bundle.metadata["trained_on"],
         "schema_version": bundle.schema_version,
     }
-    with bentoml.models.create(MODEL_NAME, labels=labels, metadata=dict(bundle.metadata)) as model:
-        bundle.metadata["tag"] = str(model.tag)
-        joblib.dump(bundle, model.path_of(BUNDLE_FILE), compress=3)
-        if write_extras is not None:
-            write_extras(str(model.tag), Path(model.path))
-        checksums = {
-            path.name: sha256_of(path)
-            for path in sorted(Path(model.path).iterdir())
-            if path.is_file() and path.name != "model.yaml"
-        }
-        model.info.metadata["artifact_sha256"] = checksums
-        model.info.metadata["tag"] = str(model.tag)
+    _remove_abandoned_staging()
+    staging = _staging_root() / f"{os.getpid()}-{os.urandom(4).hex()}-{socket.gethostname()}"
+    staging.mkdir(parents=True)
+    assembled: Path | None = None
+    try:
+        with bentoml.models.create(
+            MODEL_NAME,
+            labels=labels,
+            metadata=_store_metadata(bundle.metadata),
+            _model_store=ModelStore(staging),
+        ) as model:
+            assembled = Path(model.path)
+            bundle.metadata["tag"] = str(model.tag)
+            joblib.dump(bundle, model.path_of(BUNDLE_FILE), compress=3)
+            if write_extras is not None:
+                write_extras(str(model.tag), Path(model.path))
+            checksums = {
+                path.name: sha256_of(path)
+                for path in sorted(Path(model.path).iterdir())
+                if path.is_file() and path.name != "model.yaml"
+            }
+            model.info.metadata["artifact_sha256"] = checksums
+            model.info.metadata["tag"] = str(model.tag)
+        _commit(staging, model.tag)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if assembled is not None:
+            shutil.rmtree(assembled, ignore_errors=True)
     return str(model.tag)
+
+
+def _store_metadata(value):
+    """`value` without None entries: BentoML's metadata holds only str, numbers, lists, dicts.
+
+    The bundle inside the model keeps the full metadata; a figure that could not be computed
+    (None) is left out of the store's copy rather than failing the registration.
+    """
+    if isinstance(value, dict):
+        return {k: _store_metadata(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_store_metadata(v) for v in value if v is not None]
+    return value
+
+
+def _model_store_dir() -> Path:
+    return Path(BentoMLContainer.model_store_dir.get())
+
+
+def _staging_root() -> Path:
+    # Beside the model store, not in it (BentoML would list it as a model), and on the same
+    # file system, so that the final rename is atomic.
+    return _model_store_dir().parent / STAGING_DIR
+
+
+def _remove_abandoned_staging() -> None:
+    """Delete staging folders of killed runs: on this host, with no process of their id left.
+
+    A store shared between hosts may hold other hosts' live staging folders; those are left.
+    """
+    root = _staging_root()
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        pid, _, rest = folder.name.partition("-")
+        host = rest.partition("-")[2]
+        if pid.isdigit() and host == socket.gethostname() and not _process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _commit(staging: Path, tag) -> None:
+    """Move the staged model into the store by one rename, then point `latest` at it."""
+    target = _model_store_dir() / MODEL_NAME / tag.version
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging / MODEL_NAME / tag.version, target)
+    _write_atomically(target.parent / "latest", tag.version)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, delete=False, encoding="utf-8", prefix=f".{path.name}."
+    ) as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
 
 
 def report_paths(tag: str) -> tuple[Path, Path]:
     """The evaluation report (HTML) and metrics (JSON) stored with model `tag`."""
     model = get_model(tag)
     return Path(model.path_of("report.html")), Path(model.path_of("metrics.json"))
+
+
+def model_card_paths(tag: str) -> tuple[Path, Path]:
+    """The model card (Markdown and JSON) stored with model `tag`."""
+    model = get_model(tag)
+    return Path(model.path_of("model_card.md")), Path(model.path_of("model_card.json"))
 
 
 def verify(model: bentoml.Model) -> None:
@@ -107,8 +207,12 @@ def get_model(tag: str | None = None) -> bentoml.Model:
 
 
 def list_models() -> list[bentoml.Model]:
-    """Registered bundles, newest first."""
-    return sorted(bentoml.models.list(MODEL_NAME), key=lambda m: m.info.creation_time, reverse=True)
+    """Registered bundles, newest first (none in an empty store)."""
+    try:
+        models = bentoml.models.list(MODEL_NAME)
+    except bentoml.exceptions.NotFound:
+        return []
+    return sorted(models, key=lambda m: m.info.creation_time, reverse=True)
 
 
 def store_home() -> Path:
@@ -120,23 +224,41 @@ def _pointer_path() -> Path:
     return store_home() / POINTER_FILE
 
 
+@contextlib.contextmanager
+def _pointer_lock() -> Iterator[None]:
+    """Serialise read-modify-write of the pointer between processes (an advisory file lock)."""
+    path = store_home() / POINTER_LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _read_pointer() -> dict:
+    """The pointer: `production`, the `stack` that rollback pops, the append-only `history`.
+
+    Pointer files written before the stack existed kept the stack as their history; it is
+    rebuilt from it.
+    """
     path = _pointer_path()
     if not path.is_file():
-        return {"production": None, "history": []}
-    return json.loads(path.read_text(encoding="utf-8"))
+        return {"production": None, "stack": [], "history": []}
+    pointer = json.loads(path.read_text(encoding="utf-8"))
+    pointer.setdefault("stack", [entry["tag"] for entry in pointer["history"]])
+    return pointer
 
 
 def _write_pointer(pointer: dict) -> None:
     path = _pointer_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, delete=False, encoding="utf-8"
-    ) as handle:
-        json.dump(pointer, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
+    _write_atomically(path, json.dumps(pointer, indent=2))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def production_tag() -> str | None:
@@ -144,31 +266,95 @@ def production_tag() -> str | None:
     return _read_pointer()["production"]
 
 
-def set_production(tag: str, reason: str = "") -> None:
-    """Point production at `tag` (atomically: a rename), keeping the previous one for rollback."""
+def pointer_history() -> list[dict]:
+    """Every move of the production pointer, oldest first: tag, time, action, reason, gate."""
+    return _read_pointer()["history"]
+
+
+_ANY = object()
+
+
+def set_production(
+    tag: str,
+    reason: str = "",
+    *,
+    gate: dict | None = None,
+    expected_production: str | None | object = _ANY,
+) -> None:
+    """Point production at `tag` (atomically: a rename), keeping the previous one for rollback.
+
+    Parameters
+    ----------
+    reason : str
+        Why; recorded in the pointer history.
+    gate : dict, optional
+        The promotion gate's decision summary, recorded with the move.
+    expected_production : str or None, optional
+        The production tag the caller's decision was based on; when production has moved
+        since (another promotion ran meanwhile), nothing is changed and RegistryError says so.
+    """
     model = get_model(tag)
     verify(model)
-    pointer = _read_pointer()
-    entry = {
-        "tag": str(model.tag),
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "reason": reason,
-    }
-    history = [*pointer["history"], entry]
-    _write_pointer({"production": str(model.tag), "history": history})
+    with _pointer_lock():
+        pointer = _read_pointer()
+        if expected_production is not _ANY and pointer["production"] != expected_production:
+            raise RegistryError(
+                f"production must still be {expected_production} for this promotion, but it "
+                f"moved to {pointer['production']} meanwhile; run the promotion again"
+            )
+        entry = {"tag": str(model.tag), "at": _now(), "action": "promote", "reason": reason}
+        if gate is not None:
+            entry["gate"] = gate
+        _write_pointer(
+            {
+                "production": str(model.tag),
+                "stack": [*pointer["stack"], str(model.tag)],
+                "history": [*pointer["history"], entry],
+            }
+        )
 
 
 def rollback() -> str:
-    """Restore the production model before the current one; returns its tag."""
-    pointer = _read_pointer()
-    history = pointer["history"]
-    if len(history) < 2:
-        raise RegistryError("there is no previous production model to roll back to")
-    previous = history[-2]
-    entry = {
-        **previous,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "reason": "rollback",
-    }
-    _write_pointer({"production": previous["tag"], "history": [*history[:-2], entry]})
-    return previous["tag"]
+    """Restore the production model before the current one; returns its tag.
+
+    The history keeps every move, the rollback included; only the stack of production
+    models is popped, so a second rollback goes one further back.
+    """
+    with _pointer_lock():
+        pointer = _read_pointer()
+        stack = pointer["stack"]
+        if len(stack) < 2:
+            raise RegistryError("there is no previous production model to roll back to")
+        previous = stack[-2]
+        entry = {
+            "tag": previous,
+            "at": _now(),
+            "action": "rollback",
+            "reason": f"rollback from {stack[-1]}",
+        }
+        _write_pointer(
+            {
+                "production": previous,
+                "stack": stack[:-1],
+                "history": [*pointer["history"], entry],
+            }
+        )
+    return previous
+
+
+def holdout_rows(tag: str) -> pd.DataFrame | None:
+    """The held-out test rows stored with model `tag` (verified), or None if it has none."""
+    model = get_model(tag)
+    verify(model)
+    path = Path(model.path_of(HOLDOUT_FILE))
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def training_patients(tag: str) -> set[str] | None:
+    """Keyed hashes of the patients model `tag` was fitted on, or None if not recorded."""
+    model = get_model(tag)
+    verify(model)
+    path = Path(model.path_of(TRAINING_IDS_FILE))
+    if not path.is_file():
+        return None
+    return set(json.loads(path.read_text(encoding="utf-8"))["patient_sha256"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -40,16 +41,20 @@ def test_both_models_beat_kaplan_meier_and_report_the_published_model_beside_the
         assert figures[name]["ibs"] < figures["kaplan_meier"]["ibs"] - 0.03
 
 
+FAST = {"coxnet": {"cv": 3, "n_alphas": 30, "l1_ratios": (0.9,)}}
+
+
 def test_the_same_data_and_seed_give_identical_metrics():
     cohort = resolve_cohort("synthetic:400", seed=5)
-    first = summarise(cross_validate(cohort, seed=5, n_splits=3, n_jobs=1))
-    again = summarise(cross_validate(cohort, seed=5, n_splits=3, n_jobs=2))
+    first = summarise(cross_validate(cohort, seed=5, n_splits=3, n_jobs=1, estimator_params=FAST))
+    again = summarise(cross_validate(cohort, seed=5, n_splits=3, n_jobs=2, estimator_params=FAST))
     assert first == again
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("report")
+    record = report_dir / "run.json"
     result = CliRunner().invoke(
         main,
         [
@@ -66,6 +71,8 @@ def trained(tmp_path_factory):
             "1",
             "--report-dir",
             str(report_dir),
+            "--run-record",
+            str(record),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -76,10 +83,21 @@ def test_train_registers_a_bundle_with_its_report_metrics_and_checksums(trained)
     model, report_dir = trained
     metadata = model.info.metadata
     assert metadata["trained_on"] == "synthetic"
-    assert metadata["n_patients"] == 400
+    assert metadata["n_cohort"] == 400
+    assert metadata["n_patients"] + metadata["holdout"]["n_patients"] == 400
+    assert 60 < metadata["holdout"]["n_patients"] < 100
     assert len(metadata["data_fingerprint"]) == 64
-    assert set(metadata["artifact_sha256"]) == {"bundle.joblib", "report.html", "metrics.json"}
+    assert set(metadata["artifact_sha256"]) == {
+        "bundle.joblib",
+        "report.html",
+        "metrics.json",
+        "model_card.md",
+        "model_card.json",
+        "holdout.parquet",
+        "training_ids.json",
+    }
     assert set(metadata["metrics"]) == {"hpfs", "os"}
+    assert set(metadata["held_out_metrics"]["os"]) == {"coxnet", "xgboost"}
     assert (report_dir / "report.html").read_text().count("not for clinical use") >= 1
     bundle = registry.load_bundle(str(model.tag))
     assert bundle.metadata["tag"] == str(model.tag)
@@ -119,10 +137,91 @@ def test_train_on_an_invalid_cohort_stops_before_fitting_with_row_errors(tmp_pat
     cohort.loc[3, "os_event"] = 7
     cohort.to_csv(path, index=False)
     before = len(registry.list_models())
-    result = CliRunner().invoke(main, ["train", "--data", str(path)])
+    record = tmp_path / "run.json"
+    result = CliRunner().invoke(main, ["train", "--data", str(path), "--run-record", str(record)])
     assert result.exit_code == 2
     assert "row 4, column os_event" in result.output
     assert len(registry.list_models()) == before
+    run = json.loads(record.read_text())
+    assert (run["status"], run["exit_code"], run["tag"]) == ("invalid_data", 2, None)
+    assert "row 4, column os_event" in run["error"]
+    assert run["timings"] == {}
+
+
+def test_the_run_record_names_the_tag_status_exit_code_timings_and_metrics(trained):
+    model, report_dir = trained
+    run = json.loads((report_dir / "run.json").read_text())
+    assert (run["tag"], run["status"], run["exit_code"]) == (str(model.tag), "promoted", 0)
+    assert run["production"] == str(model.tag)
+    assert set(run["timings"]) == {
+        "load",
+        "validate",
+        "cross_validate",
+        "leave_one_centre_out",
+        "fit",
+        "held_out",
+        "analyse",
+        "register",
+    }
+    assert all(seconds >= 0 for seconds in run["timings"].values())
+    assert run["duration_s"] >= sum(run["timings"].values()) - 1e-3
+    assert run["data"]["n_patients"] == 400
+    assert run["data"]["source"] == "synthetic:400"
+    assert run["metrics"]["cross_validated"] == model.info.metadata["metrics"]
+    assert 0.6 < run["metrics"]["held_out"]["os"]["coxnet"]["harrell_c"] < 0.95
+    assert run["gate"] is None
+    assert run["error"] is None
+
+
+def test_the_report_shows_held_out_and_leave_one_centre_out_tables(trained):
+    _, report_dir = trained
+    page = (report_dir / "report.html").read_text()
+    assert "Held-out test patients" in page
+    assert "Internal-external validation (leave one centre out)" in page
+    assert page.count("<td>C1</td>") == 4
+    assert page.endswith("</body></html>")
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    assert metrics["leave_one_centre_out"]["centers"] == ["C1", "C2", "C3"]
+
+
+def test_the_model_card_holds_the_tripod_items_and_the_synthetic_warning(trained):
+    model, report_dir = trained
+    card = json.loads((report_dir / "model_card.json").read_text())
+    assert card["tag"] == str(model.tag)
+    assert card["warnings"][0].startswith("Synthetic cohort")
+    assert card["data"]["n_patients"] == 400
+    assert card["data"]["treatment_dates"]["first"] < card["data"]["treatment_dates"]["last"]
+    assert sum(card["data"]["centres"].values()) == 400
+    assert set(card["outcomes"]) == {"hpfs", "os"}
+    assert len(card["predictors"]) == 20
+    assert card["missing_data"]["missing_per_field"]["age_years"] == 0
+    assert card["model_building"]["n_bootstrap"] == 3
+    assert card["model_building"]["cv_folds"] == 3
+    held_out = card["performance"]["held_out"]["os"]["coxnet"]
+    assert held_out["harrell_c_lower"] < held_out["harrell_c"] < held_out["harrell_c_upper"]
+    cv = card["performance"]["cross_validated"]["os"]["coxnet"]
+    assert cv["harrell_c_fold_range"][0] <= cv["harrell_c_fold_range"][1]
+    page = (report_dir / "model_card.md").read_text()
+    for heading in (
+        "## Intended use",
+        "## Data (TRIPOD+AI 5, 6)",
+        "## Outcomes (TRIPOD+AI 7)",
+        "## Predictors and their handling (TRIPOD+AI 8)",
+        "## Sample size (TRIPOD+AI 9)",
+        "## Missing data (TRIPOD+AI 10)",
+        "## Model building (TRIPOD+AI 12)",
+        "## Performance and calibration (TRIPOD+AI 12e, 23)",
+        "### Internal-external validation (leave one centre out)",
+        "## Limitations",
+    ):
+        assert heading in page
+    assert "not for clinical use" in page
+
+
+def test_train_help_documents_the_exit_codes():
+    result = CliRunner().invoke(main, ["train", "--help"])
+    for line in ("0  trained", "1  failed", "2  invalid data", "3  refused by the promotion gate"):
+        assert line in result.output
 
 
 def test_fold_spread_is_reported_and_small(cv_2000):

@@ -1,0 +1,309 @@
+"""The promotion gate: a candidate replaces production only if no worse on unseen patients.
+
+Both models' primary full-data fits (what would be served) are evaluated on the same rows:
+the candidate's held-out patients and the production model's held-out patients, each set
+without the patients the other model was trained on (:mod:`training.holdout` makes these
+exclusions empty when both runs used the held-out rule). On every usable set and for both
+endpoints the candidate must keep Harrell's C within `MAX_HARRELL_C_DROP` of production's and
+have a 24-month calibration slope within `CALIBRATION_SLOPE_RANGE`. Nothing is refitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from model.bundle import MONTH_GRID, ModelBundle
+from model.schema import ENDPOINTS, FEATURE_NAMES, OUTCOME_COLUMNS, PATIENT_FIELDS
+from training import evaluate, registry
+from training.exceptions import EvaluationInputError, GateRefusedError, RegistryError
+from training.fit import survival_target
+from training.holdout import patient_hashes
+from training.pipeline import headline, predict_rows
+
+__all__ = [
+    "CALIBRATION_SLOPE_RANGE",
+    "MAX_HARRELL_C_DROP",
+    "MIN_EVENTS",
+    "evaluate_gate",
+    "promote",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_HARRELL_C_DROP = 0.01
+CALIBRATION_SLOPE_RANGE = (0.8, 1.25)
+MIN_EVENTS = 10
+"""Fewest events per endpoint for an evaluation set to count: fewer give no usable slope."""
+
+
+@dataclass
+class EvaluationSet:
+    """Held-out rows that neither model was fitted on, and how they were chosen."""
+
+    name: str
+    rows: pd.DataFrame
+    n_excluded: int
+    note: str
+
+    def describe(self, used: bool) -> dict:
+        return {
+            "name": self.name,
+            "n_patients": len(self.rows),
+            "n_excluded": self.n_excluded,
+            "events": {e: int(self.rows[f"{e}_event"].sum()) for e in ENDPOINTS},
+            "used": used,
+            "note": self.note,
+        }
+
+
+def _unseen_by(rows: pd.DataFrame | None, seen: set[str] | None, name: str, other: str):
+    """`rows` without the patients `other` was trained on (`seen`, keyed hashes)."""
+    if rows is None:
+        return None
+    if seen is None:
+        note = (
+            f"the {other} model does not record its training patients; some of these rows may "
+            f"be among them, which can only flatter it"
+        )
+        return EvaluationSet(name, rows, 0, note)
+    keep = ~pd.Series(patient_hashes(rows["patient_id"]), index=rows.index).isin(seen)
+    note = f"{int((~keep).sum())} patient(s) the {other} model was trained on left out"
+    return EvaluationSet(name, rows[keep].reset_index(drop=True), int((~keep).sum()), note)
+
+
+def _evaluation_sets(candidate: str, production: str | None) -> list[EvaluationSet]:
+    sets = []
+    seen_by_production = registry.training_patients(production) if production else None
+    candidate_rows = _unseen_by(
+        registry.holdout_rows(candidate), seen_by_production, "candidate held-out", "production"
+    )
+    if candidate_rows is not None:
+        sets.append(candidate_rows)
+    if production is not None:
+        production_rows = _unseen_by(
+            registry.holdout_rows(production),
+            registry.training_patients(candidate),
+            "production held-out",
+            "candidate",
+        )
+        if production_rows is not None:
+            sets.append(production_rows)
+    if len(sets) == 2 and _same_rows(sets[0].rows, sets[1].rows):
+        note = "the candidate's and production's held-out rows are identical; evaluated once"
+        sets = [EvaluationSet("shared held-out", sets[0].rows, 0, note)]
+    return sets
+
+
+def _same_rows(first: pd.DataFrame, second: pd.DataFrame) -> bool:
+    wanted = ["patient_id", *PATIENT_FIELDS, "modality", *OUTCOME_COLUMNS]
+    columns = [c for c in wanted if c in first and c in second]
+    if len(first) != len(second) or (set(first.columns) ^ set(second.columns)) & set(wanted):
+        return False
+    ordered = [f[columns].sort_values("patient_id").reset_index(drop=True) for f in (first, second)]
+    return ordered[0].equals(ordered[1])
+
+
+def _figures(bundle: ModelBundle, endpoint: str, rows: pd.DataFrame) -> dict:
+    name = bundle.primary[endpoint]
+    y = survival_target(rows, endpoint)
+    risk, survival = predict_rows(bundle.models[endpoint][name].full, rows)
+    try:
+        figures = headline(evaluate.survival_metrics(y, y, risk, survival, times=MONTH_GRID))
+    except EvaluationInputError as error:
+        return {"model": name, "harrell_c": None, "calibration_slope_24": None, "note": str(error)}
+    return {"model": name, **evaluate.to_jsonable(figures)}
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _checks(
+    evaluation_set: EvaluationSet, candidate: ModelBundle, production: ModelBundle | None
+) -> list[dict]:
+    checks = []
+    low, high = CALIBRATION_SLOPE_RANGE
+    for endpoint in ENDPOINTS:
+        ours = _figures(candidate, endpoint, evaluation_set.rows)
+        slope = ours["calibration_slope_24"]
+        checks.append(
+            {
+                "set": evaluation_set.name,
+                "endpoint": endpoint,
+                "check": "calibration_slope_24",
+                "candidate": slope,
+                "production": None,
+                "limit": [low, high],
+                "passed": _finite(slope) and low <= slope <= high,
+            }
+        )
+        if production is None:
+            continue
+        theirs = _figures(production, endpoint, evaluation_set.rows)
+        c_new, c_old = ours["harrell_c"], theirs["harrell_c"]
+        checks.append(
+            {
+                "set": evaluation_set.name,
+                "endpoint": endpoint,
+                "check": "harrell_c",
+                "candidate": c_new,
+                "production": c_old,
+                "limit": None if not _finite(c_old) else c_old - MAX_HARRELL_C_DROP,
+                "passed": _finite(c_new) and _finite(c_old) and c_new >= c_old - MAX_HARRELL_C_DROP,
+            }
+        )
+    return checks
+
+
+def _failure_text(check: dict) -> str:
+    where = f"{check['endpoint'].upper()} on the {check['set']} patients"
+    if check["check"] == "harrell_c":
+        return (
+            f"{where}: Harrell C {_number(check['candidate'])} is more than "
+            f"{MAX_HARRELL_C_DROP} below production's {_number(check['production'])}"
+        )
+    low, high = CALIBRATION_SLOPE_RANGE
+    return (
+        f"{where}: calibration slope at 24 months must be within {low}-{high}, but is "
+        f"{_number(check['candidate'])}"
+    )
+
+
+def _number(value) -> str:
+    return f"{value:.3f}" if _finite(value) else "not computable"
+
+
+def _compatible(bundle: ModelBundle, tag: str) -> str | None:
+    if tuple(bundle.feature_names) != FEATURE_NAMES:
+        return (
+            f"{tag} was trained on another patient schema (version {bundle.schema_version}); "
+            "the models cannot be compared on the same rows"
+        )
+    return None
+
+
+def _usable(evaluation_set: EvaluationSet) -> bool:
+    return all(evaluation_set.rows[f"{e}_event"].sum() >= MIN_EVENTS for e in ENDPOINTS)
+
+
+def evaluate_gate(candidate: str, production: str | None = None) -> dict:
+    """Evaluate `candidate` against `production` (default: the current production model).
+
+    Returns
+    -------
+    dict
+        candidate, production, criteria, evaluation_sets (name, n_patients, n_excluded, events,
+        used, note), checks (set, endpoint, check, candidate, production, limit, passed),
+        failures (sentences), passed, evaluated_at.
+    """
+    candidate = str(registry.get_model(candidate).tag)
+    production = production if production is not None else registry.production_tag()
+    if production == candidate:
+        production = None
+    new = registry.load_bundle(candidate)
+    old = registry.load_bundle(production) if production else None
+    failures = [
+        problem
+        for problem in (
+            _compatible(new, candidate),
+            _compatible(old, production) if old is not None else None,
+        )
+        if problem
+    ]
+    sets = _evaluation_sets(candidate, production) if not failures else []
+    usable = [s for s in sets if _usable(s)]
+    checks = [check for s in usable for check in _checks(s, new, old)]
+    failures += [_failure_text(check) for check in checks if not check["passed"]]
+    if not failures and not usable:
+        failures.append(
+            f"no held-out patients that neither model was trained on with at least "
+            f"{MIN_EVENTS} events per endpoint (sets: "
+            + (", ".join(f"{s.name} {len(s.rows)} patients" for s in sets) or "none")
+            + "); retrain with a larger --holdout-fraction or promote with --force --reason"
+        )
+    return evaluate.to_jsonable(
+        {
+            "candidate": candidate,
+            "production": production,
+            "criteria": {
+                "max_harrell_c_drop": MAX_HARRELL_C_DROP,
+                "calibration_slope_24": list(CALIBRATION_SLOPE_RANGE),
+                "min_events": MIN_EVENTS,
+                "model": "each bundle's primary full-data fit per endpoint",
+            },
+            "evaluation_sets": [s.describe(s in usable) for s in sets],
+            "checks": checks,
+            "failures": failures,
+            "passed": not failures,
+            "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+
+
+def promote(tag: str, *, force: bool = False, reason: str = "") -> dict:
+    """Run the gate and move the production pointer to `tag` if it passes (or is forced).
+
+    Parameters
+    ----------
+    force : bool
+        Promote even when the gate refuses; `reason` is then required and recorded.
+    reason : str
+        Why; recorded in the pointer history with the gate's decision.
+
+    Returns
+    -------
+    dict
+        The gate decision (see :func:`evaluate_gate`) with `forced`, `reason` and `promoted`.
+
+    Raises
+    ------
+    GateRefusedError
+        When the candidate fails the gate and `force` is not set; production is unchanged.
+    """
+    if force and not reason.strip():
+        raise RegistryError(
+            "a forced promotion must say why (--reason TEXT, recorded in the pointer history), "
+            "but no reason was given"
+        )
+    current = registry.production_tag()
+    if str(registry.get_model(tag).tag) == current:
+        raise RegistryError(f"{current} is already production; nothing to promote")
+    decision = evaluate_gate(tag, current)
+    decision.update(forced=force and not decision["passed"], reason=reason, promoted=False)
+    if not decision["passed"] and not force:
+        listed = "\n".join(f"  - {failure}" for failure in decision["failures"])
+        raise GateRefusedError(
+            f"candidate {decision['candidate']} was refused by the promotion gate; production "
+            f"stays {current}:\n{listed}\nTo promote it anyway: netprog promote "
+            f'{decision["candidate"]} --force --reason "why"',
+            decision,
+        )
+    registry.set_production(
+        decision["candidate"],
+        reason=reason or "passed the promotion gate",
+        gate={k: decision[k] for k in ("passed", "forced", "failures", "checks")},
+        expected_production=current,
+    )
+    decision["promoted"] = True
+    logger.info("production is now %s", decision["candidate"])
+    return decision
+
+
+def checks_table(decision: dict) -> list[list[str]]:
+    """The decision's checks as rows: set, endpoint, check, candidate, production, passed."""
+    return [
+        [
+            c["set"],
+            c["endpoint"],
+            c["check"],
+            _number(c["candidate"]),
+            _number(c["production"]) if c["production"] is not None else "–",
+            "pass" if c["passed"] else "FAIL",
+        ]
+        for c in decision["checks"]
+    ]
