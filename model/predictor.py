@@ -560,8 +560,8 @@ def _median_text(median: dict) -> str:
 
 def _median_extrapolated(median: dict, max_follow_up: float) -> bool:
     if median["value"] is None:
-        return max_follow_up < MONTH_GRID[-1]
-    return median["value"] > max_follow_up
+        return bool(max_follow_up < MONTH_GRID[-1])
+    return bool(median["value"] > max_follow_up)
 
 
 def _support_message(support: SupportTable, i: int, m: int) -> str:

@@ -448,3 +448,13 @@ def list_models() -> None:
             f"{mark} {model.tag}  {model.info.labels.get('trained_on', '?'):9}  "
             f"{model.info.creation_time:%Y-%m-%d %H:%M}"
         )
+
+
+def _add_serving_commands() -> None:
+    from serving.cli import audit, serve, token_hash
+
+    for command in (serve, audit, token_hash):
+        main.add_command(command)
+
+
+_add_serving_commands()

@@ -1,0 +1,350 @@
+"""HTTP request and response bodies of the `/v1` API, derived from `model.schema.Patient`.
+
+The response models document what :class:`model.predictor.Predictor` returns (the service
+sends the predictor's JSON as is, without re-validating it, because validating ~1,000 nested
+objects per prognosis would cost more than the prediction's own JSON encoding); the test
+suite validates real responses against them so that the OpenAPI document cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import bentoml
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from model.bundle import MONTH_GRID
+from model.schema import Patient
+from serving.settings import load_settings
+
+__all__ = [
+    "EXAMPLE_BATCH_REQUEST",
+    "EXAMPLE_MODEL_CARD",
+    "EXAMPLE_PROGNOSIS",
+    "EXAMPLE_REQUEST",
+    "MAX_BATCH",
+    "BatchRequest",
+    "ErrorResponse",
+    "ModelCard",
+    "Prognosis",
+    "PrognosisList",
+    "PrognosisRequest",
+]
+
+MAX_BATCH = load_settings().max_batch
+"""Most patients in one batch request (`NETPROG_MAX_BATCH`, read when the service starts)."""
+
+_EXAMPLES = Path(__file__).with_name("examples")
+
+EXAMPLE_PATIENT = {
+    "age_years": 64,
+    "sex": "male",
+    "who_grade": "G2",
+    "ki67_percent": 8,
+    "tumor_burden_percent": 40,
+    "primary_site": "pancreas",
+    "prior_hepatic_treatment": True,
+    "primary_resected": False,
+    "extrahepatic_metastases": False,
+    "somatostatin_analog": True,
+    "biologic_therapy": True,
+    "cytotoxic_chemotherapy": False,
+    "planned_modality": "SIRT",
+}
+EXAMPLE_REQUEST = {"patient": EXAMPLE_PATIENT}
+EXAMPLE_BATCH_REQUEST = {
+    "patients": [
+        EXAMPLE_PATIENT,
+        {
+            "age_years": 71,
+            "ki67_percent": 35,
+            "tumor_burden_percent": 60,
+            "primary_site": "lung",
+            "prior_hepatic_treatment": False,
+            "extrahepatic_metastases": True,
+            "somatostatin_analog": False,
+            "biologic_therapy": False,
+            "cytotoxic_chemotherapy": True,
+            "planned_modality": "TAE",
+        },
+    ]
+}
+EXAMPLE_PROGNOSIS = json.loads((_EXAMPLES / "prognosis_response.json").read_text(encoding="utf-8"))
+"""A real prognosis of `EXAMPLE_PATIENT`, its curves cut to months 0, 12, 24 and 60."""
+EXAMPLE_MODEL_CARD = json.loads((_EXAMPLES / "model_card.json").read_text(encoding="utf-8"))
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+Months = Annotated[float, Field(ge=0)]
+HorizonKey = Literal["12", "24", "36", "60"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PrognosisRequest(bentoml.IODescriptor):
+    """One patient, and optionally the months since embolotherapy for conditional survival."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_REQUEST})
+
+    patient: Patient
+    months_since_treatment: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=float(MONTH_GRID[-1]),
+            allow_inf_nan=False,
+            description="Months since embolotherapy for a patient seen at follow-up and free "
+            "of each endpoint's event so far: adds conditional survival S(t)/S(s).",
+        ),
+    ] = None
+
+
+class BatchRequest(bentoml.IODescriptor):
+    """Up to `MAX_BATCH` patients, answered in the same order."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_BATCH_REQUEST})
+
+    patients: Annotated[list[Patient], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Interval(_Strict):
+    """A point estimate with its 95 % interval."""
+
+    value: float
+    lower: float
+    upper: float
+
+
+class HorizonSurvival(Interval):
+    """Survival at a horizon; `extrapolated` when beyond adequate training follow-up."""
+
+    extrapolated: bool | None = None
+
+
+class Median(_Strict):
+    """Median months with interval; None where not reached within the 120-month grid."""
+
+    value: Months | None
+    lower: Months | None
+    upper: Months | None
+    reached: bool
+    text: str
+    extrapolated: bool | None = None
+
+
+class CurvePoint(_Strict):
+    """One point of a survival curve with its pointwise 95 % interval."""
+
+    month: Months
+    survival: Probability
+    lower: Probability
+    upper: Probability
+
+
+class CheckMedian(_Strict):
+    value: Months | None
+    reached: bool
+
+
+class CheckModel(_Strict):
+    """The other model family's answer, as a plausibility check."""
+
+    model: str
+    median_months: CheckMedian
+    survival_at: dict[HorizonKey, Probability]
+    median_ratio: float | None
+    models_disagree: bool
+
+
+class ExplanationItem(_Strict):
+    """One patient field's SHAP contribution on the log relative hazard scale."""
+
+    field: str
+    factor: str
+    label: str
+    contribution: float
+    hazard_ratio: float
+
+
+class Explanation(_Strict):
+    """Additive SHAP contributions to the log relative hazard against a stated baseline."""
+
+    scale: str
+    method: str
+    base_value: float
+    baseline: str
+    margin: float
+    hazard_ratio_vs_baseline: float
+    note: str
+    items: list[ExplanationItem]
+
+
+class Difference(_Strict):
+    """This modality minus the planned one."""
+
+    survival_at: dict[HorizonKey, Interval]
+    rmst_60_months: Interval
+
+
+class Support(_Strict):
+    """How much training data there is about patients like this one under the modality."""
+
+    propensity: Probability
+    similar_treated: int
+    similar_definition: str
+    extrapolation: bool
+    warning: str | None
+
+
+class ModalityEntry(_Strict):
+    """The same patient under one modality."""
+
+    modality: Literal["TACE", "TAE", "SIRT"]
+    planned: bool
+    median_months: Median
+    survival_at: dict[HorizonKey, HorizonSurvival]
+    rmst_60_months: Interval
+    curve: list[CurvePoint]
+    difference_vs_planned: Difference | None
+    support: Support
+    caveat: str
+
+
+class Conditional(_Strict):
+    """Survival given freedom from the event up to `months_since_treatment`."""
+
+    months_since_treatment: Months
+    survival_at_start: Probability
+    median_months: Median
+    median_remaining_months: Months | None
+    additional_survival_at: dict[HorizonKey, Interval | None]
+    curve: list[CurvePoint]
+
+
+class EndpointPrognosis(_Strict):
+    """The prognosis of one endpoint (HPFS or OS) under the planned modality."""
+
+    model: str
+    event: str
+    modality: Literal["TACE", "TAE", "SIRT"]
+    median_months: Median
+    survival_at: dict[HorizonKey, HorizonSurvival]
+    rmst_60_months: Interval
+    curve: list[CurvePoint]
+    max_follow_up_months: Months
+    extrapolated_from_month: int | None
+    risk_percentile: Annotated[float, Field(ge=0, le=100)]
+    check_model: CheckModel | None
+    conditional: Conditional | None = None
+    explanation: Explanation
+    modalities: list[ModalityEntry]
+
+
+class ModelInfo(_Strict):
+    """Which model answered."""
+
+    tag: str | None
+    trained_on: Literal["synthetic", "real"]
+    data_fingerprint: str | None
+    trained_at: str | None
+    schema_version: str
+    primary_model: dict[str, str]
+    check_model: dict[str, str | None]
+    n_bootstrap: dict[str, int]
+
+
+class PatientSummary(_Strict):
+    """The derived categories the model used."""
+
+    who_grade: Literal["G1", "G2", "G3"]
+    grade_source: Literal["who_grade", "ki67_percent"]
+    burden_category: str
+    modality: Literal["TACE", "TAE", "SIRT"]
+    planned_modality_given: bool
+
+
+class PrognosisWarning(BaseModel):
+    """A caveat the clinician must see; `code` is stable, `message` is for people."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class Prognosis(bentoml.IODescriptor):
+    """The prognosis of one patient: HPFS and OS, explanations and the modality comparison."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_PROGNOSIS})
+
+    prediction_id: str = Field(description="UUID4 of this prediction, as in the audit log.")
+    model: ModelInfo
+    hpfs: EndpointPrognosis
+    os: EndpointPrognosis
+    patient_summary: PatientSummary
+    warnings: list[PrognosisWarning]
+    disclaimer: str
+
+
+class PrognosisList(RootModel[list[Prognosis]], bentoml.IODescriptor):
+    """Prognoses in the order of the request's patients."""
+
+    model_config = ConfigDict(json_schema_extra={"example": [EXAMPLE_PROGNOSIS]})
+
+
+class TrainingData(_Strict):
+    label: Literal["synthetic", "real"]
+    description: str
+    n_patients: int | None
+    n_events: dict[str, int] | None
+    data_fingerprint: str | None
+    trained_at: str | None
+    source: str | None = None
+
+
+class ModelCard(_Strict):
+    """What the served model is, what it was trained on, how well it does and what not to do."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_MODEL_CARD})
+
+    name: str
+    tag: str
+    version: str
+    schema_version: str
+    registered_at: str
+    training_data: TrainingData
+    models: dict[str, Any]
+    metrics: dict[str, Any] | None = Field(
+        None,
+        description="Cross-validated performance recorded at training, per endpoint and model.",
+    )
+    held_out_metrics: dict[str, Any] | None = Field(
+        None, description="Performance on the patients held out of training, when there were any."
+    )
+    intended_use: str
+    out_of_scope: list[str]
+    limitations: list[str]
+    disclaimer: str
+    details: dict[str, Any] | None = Field(
+        None, description="The full TRIPOD+AI model card stored with the model at training, if any."
+    )
+
+
+class ErrorDetail(BaseModel):
+    """One problem with one field: where (`loc`) and what is allowed (`msg`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer: a message, and for invalid input one detail per field."""
+
+    error: str
+    detail: list[ErrorDetail] | None = None
