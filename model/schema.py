@@ -157,13 +157,18 @@ def burden_category(tumor_burden_percent: float) -> str:
 
 def effective_grades(frame: pd.DataFrame) -> pd.Series:
     """Grade per row: `who_grade` where recorded, else derived from `ki67_percent`."""
-    grade = frame["who_grade"] if "who_grade" in frame else pd.Series(None, index=frame.index)
-    ki67 = pd.to_numeric(frame.get("ki67_percent", pd.Series(np.nan, index=frame.index)))
-    derived = pd.Series(
-        np.select([ki67 < KI67_G2_FROM, ki67 <= KI67_G3_ABOVE, ki67 > KI67_G3_ABOVE], GRADES, None),
-        index=frame.index,
+    n = len(frame)
+    grade = frame["who_grade"].to_numpy(dtype=object) if "who_grade" in frame else np.full(n, None)
+    if "ki67_percent" in frame:
+        ki67 = pd.to_numeric(frame["ki67_percent"]).to_numpy(dtype=float)
+    else:
+        ki67 = np.full(n, np.nan)
+    derived = np.select(
+        [ki67 < KI67_G2_FROM, ki67 <= KI67_G3_ABOVE, ki67 > KI67_G3_ABOVE],
+        np.asarray(GRADES, dtype=object),
+        None,
     )
-    return grade.where(grade.notna(), derived).astype(object)
+    return pd.Series(np.where(pd.isna(grade), derived, grade), index=frame.index, dtype=object)
 
 
 def burden_categories(tumor_burden_percent: pd.Series | np.ndarray) -> np.ndarray:
@@ -228,29 +233,33 @@ def encode(frame: pd.DataFrame, modality: str | pd.Series | None = None) -> pd.D
     if modality is None:
         column = "modality" if "modality" in frame else "planned_modality"
         modality = frame[column]
-    modalities = pd.Series(modality, index=frame.index) if isinstance(modality, str) else modality
-    unknown = ~modalities.isin(MODALITIES)
+    # Plain numpy arrays: the service encodes one patient per request, where pandas'
+    # per-column overhead would dominate the prognosis time.
+    modalities = np.broadcast_to(np.asarray(modality, dtype=object), len(frame))
+    unknown = ~np.isin(modalities, MODALITIES)
     if unknown.any():
         raise ValueError(
             f"modality must be one of {', '.join(MODALITIES)}, but {int(unknown.sum())} row(s) "
             "have another or no value"
         )
-    grades = effective_grades(frame)
+    grades = effective_grades(frame).to_numpy()
     burden = burden_categories(frame["tumor_burden_percent"])
+    sites = frame["primary_site"].to_numpy()
     columns = {f"grade_{g}": grades == g for g in GRADES[1:]}
     for g in GRADES:
         for m in MODALITIES[1:]:
             columns[f"{m}_in_{g}"] = (grades == g) & (modalities == m)
     for s in PRIMARY_SITES[1:]:
-        columns[f"site_{s}"] = frame["primary_site"] == s
+        columns[f"site_{s}"] = sites == s
     columns["burden_25_50"] = burden == "25-50"
     columns["burden_50_75"] = burden == "50-75"
     columns["burden_gt_75"] = burden == ">75"
     for name in BOOLEAN_FIELDS:
-        columns[name] = frame[name].astype(bool)
-    columns["age_decades_from_60"] = (frame["age_years"] - AGE_REFERENCE_YEARS) / 10.0
-    design = pd.DataFrame(columns, index=frame.index).astype(float)
-    return design[list(FEATURE_NAMES)]
+        columns[name] = frame[name].to_numpy(dtype=bool)
+    ages = frame["age_years"].to_numpy(dtype=float)
+    columns["age_decades_from_60"] = (ages - AGE_REFERENCE_YEARS) / 10.0
+    design = np.column_stack([np.asarray(columns[name], dtype=float) for name in FEATURE_NAMES])
+    return pd.DataFrame(design, index=frame.index, columns=list(FEATURE_NAMES))
 
 
 def patients_frame(patients: list[Patient]) -> pd.DataFrame:
