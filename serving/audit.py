@@ -8,6 +8,10 @@ digest of the input, never the input itself::
      "input_hmac": "<HMAC-SHA256(key, canonical input JSON)>",
      "prev_hash": "<record_hash of seq - 1, or 64 zeros>", "record_hash": "<HMAC-SHA256 ...>"}
 
+CDS Hooks feedback on a prediction's card is a record of kind ``feedback`` in the same chain,
+keyed by the prediction's id, whose ``feedback`` object holds the outcome and the coded choice
+(`serving/cds_hooks.py`; free text only in ``input_hmac``); prediction records carry no kind.
+
 `record_hash` is an HMAC keyed with the audit secret over the canonical record without it, so
 editing, inserting or deleting a record breaks the chain and cannot be repaired without the
 secret. Deleting the *last* records leaves a valid shorter chain: the head file
@@ -116,13 +120,15 @@ def _create_key_file(path: Path) -> None:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """What the service knows about one prediction before it is recorded."""
+    """What the service knows about one prediction (or feedback on one) before it is recorded."""
 
     prediction_id: str
     route: str
     model_tag: str
     caller: str
     input_hmac: str
+    kind: str = "prediction"
+    feedback: Mapping[str, object] | None = None
 
 
 @dataclass
@@ -273,6 +279,9 @@ class AuditLog:
             "input_hmac": entry.input_hmac,
             "prev_hash": prev_hash,
         }
+        if entry.kind != "prediction":
+            record["kind"] = entry.kind
+            record["feedback"] = dict(entry.feedback or {})
         record["record_hash"] = self.record_hash(record)
         return record
 

@@ -23,14 +23,14 @@ from serving.settings import Settings, load_settings
 
 __all__ = [
     "CALLER_STATE_KEY",
-    "PROTECTED_PREFIX",
+    "PROTECTED_PREFIXES",
     "RedactingFilter",
     "RequestGuard",
     "install_log_redaction",
 ]
 
-PROTECTED_PREFIX = "/v1"
-"""Routes under this prefix need a bearer token when tokens are configured."""
+PROTECTED_PREFIXES = ("/v1", "/cds-services")
+"""Routes under these prefixes need a bearer token when tokens are configured."""
 CALLER_STATE_KEY = "netprog_token_hash"
 """Key in the ASGI scope's `state` holding the authenticated caller's token hash (or None)."""
 REDACTED_LOGGERS = (
@@ -49,10 +49,10 @@ _REALM = 'Bearer realm="netprog"'
 class RequestGuard:
     """ASGI middleware in front of every route.
 
-    In order: bearer-token authentication of `/v1` routes (401 without a token, 403 with an
-    unknown one; health, readiness and metrics stay open), the media type of the JSON API
-    routes (415), and the body size (413) both from `Content-Length` and by counting the
-    bytes actually received, so that a chunked body cannot slip past the limit.
+    In order: bearer-token authentication of `/v1` and `/cds-services` routes (401 without
+    a token, 403 with an unknown one; health, readiness and metrics stay open), the media
+    type of the JSON API routes (415), and the body size (413) both from `Content-Length`
+    and by counting the bytes actually received, so that a chunked body cannot slip past the limit.
 
     Parameters
     ----------
@@ -156,7 +156,7 @@ class RequestGuard:
 
 
 def _is_protected(path: str) -> bool:
-    return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in PROTECTED_PREFIXES)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -19,7 +19,9 @@ from model.exceptions import ModelError
 from model.predictor import Predictor
 from model.schema import SCHEMA_VERSION
 from serving.audit import AuditEntry, AuditLog, caller_id
+from serving.cds_hooks import cds_app
 from serving.exceptions import AuditIntegrityError, AuditWriteError, ModelSchemaMismatch
+from serving.fhir import fhir_app
 from serving.model_card import build_model_card
 from serving.openapi import NetPrognosisService
 from serving.schemas import (
@@ -32,6 +34,7 @@ from serving.schemas import (
 )
 from serving.security import CALLER_STATE_KEY, RequestGuard, install_log_redaction
 from serving.settings import Settings, load_settings
+from serving.web import web_app
 from training import registry
 from training.exceptions import RegistryError
 
@@ -254,3 +257,11 @@ if _SETTINGS.cors_allow_origins:
         allow_headers=["Authorization", "Content-Type"],
     )
 NetPrognosis.add_asgi_middleware(RequestGuard, json_routes=(ROUTE_PROGNOSIS, ROUTE_BATCH))
+# The clinician form at `/`: BentoML tries the API and system routes before mounted apps and
+# hands a mounted app only the paths its own routes match (`/` and `/web/...`), so nothing
+# else is shadowed; it replaces BentoML's own index page.
+NetPrognosis.mount_asgi_app(web_app, path="/", name="clinician-form")
+# EHR integration: POST /v1/fhir/prognosis and the CDS Hooks routes under /cds-services
+# (serving/fhir.py, serving/cds_hooks.py); like the form, each matches only its own routes.
+NetPrognosis.mount_asgi_app(fhir_app, path="/v1", name="fhir")
+NetPrognosis.mount_asgi_app(cds_app, path="/", name="cds-hooks")

@@ -1,0 +1,664 @@
+"""CDS Hooks 2.0: discovery, the NET embolotherapy prognosis service and its feedback.
+
+`GET /cds-services` lists two services: `net-embolotherapy-prognosis` for the `patient-view`
+hook and `net-embolotherapy-prognosis-order` for `order-select`, whose draft embolization
+order (its selected ServiceRequest) sets the planned modality. Each asks the EHR to prefetch
+what `data/fhir_mapping.yaml` reads; the service never queries the EHR's FHIR server itself.
+The prefetched resources are validated and mapped by `serving.fhir`, and the answer is one
+card: the median OS and HPFS for the planned modality in its summary, the modality comparison
+with its warnings, the observational caveat and the disclaimer in its detail, and a link to
+the clinician form filled in with the patient. A request that lacks what the model needs is
+answered with a card that says what is missing, never with an error.
+
+Auth: when bearer tokens are configured (`NETPROG_API_TOKEN_HASHES`), these routes need one,
+exactly as `/v1` does. CDS Hooks 2.0 clients send a signed JWT instead; verifying it (issuer
+allow-list, JWKS signature, audience, expiry) is a deployment step in front of the service,
+described in docs/ehr-integration.md.
+
+Feedback (`POST /cds-services/{id}/feedback`) is written to the audit log as a `feedback`
+record keyed by the card's uuid, which is the prediction's id: the outcome, the modality the
+clinician recorded (an accepted suggestion) and the coded override reason are kept in clear,
+the free-text comment only as a keyed digest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import anyio.to_thread
+import bentoml
+from fastapi import Depends, FastAPI, Request
+from starlette.responses import JSONResponse, Response
+
+from model.schema import MODALITIES, Patient
+from serving.audit import AuditEntry, caller_id
+from serving.exceptions import AuditIntegrityError, AuditWriteError
+from serving.fhir import (
+    FhirBundleIncomplete,
+    FhirInputError,
+    FhirIssue,
+    FhirMapping,
+    FhirResource,
+    FhirValidationError,
+    MappedPatient,
+    audited_prognosis,
+    default_mapping,
+    map_patient,
+    media_type_rejection,
+    plans_embolization,
+    read_json,
+    validate_resources,
+)
+from serving.security import CALLER_STATE_KEY
+
+__all__ = [
+    "FEEDBACK_OUTCOMES",
+    "HOOKS",
+    "LOCAL_SYSTEM",
+    "ORDER_SERVICE_ID",
+    "OVERRIDE_REASONS",
+    "PREFETCH_KEYS",
+    "ROUTE_DISCOVERY",
+    "SERVICE_ID",
+    "CdsRequestError",
+    "HookRequest",
+    "cds_app",
+    "discovery",
+    "feedback_entries",
+    "missing_card",
+    "parse_hook_request",
+    "prefetch_resources",
+    "prognosis_card",
+    "suggestion_uuid",
+]
+
+logger = logging.getLogger(__name__)
+
+ROUTE_DISCOVERY = "/cds-services"
+SERVICE_ID = "net-embolotherapy-prognosis"
+ORDER_SERVICE_ID = "net-embolotherapy-prognosis-order"
+HOOKS = {SERVICE_ID: "patient-view", ORDER_SERVICE_ID: "order-select"}
+"""Service id -> the hook it answers."""
+LOCAL_SYSTEM = "urn:netprognosis:codes"
+FEEDBACK_OUTCOMES = ("accepted", "overridden")
+SUMMARY_MAX = 139
+"""CDS Hooks 2.0: the summary is a "<140-character" sentence."""
+PREFETCH_KEYS = (
+    "patient",
+    "conditions",
+    "observations",
+    "procedures",
+    "serviceRequests",
+    "medicationStatements",
+    "medicationRequests",
+)
+_NEEDED_PREFETCH = ("patient", "conditions", "observations")
+"""Prefetch without which no patient can be mapped; the others only fill defaults."""
+OVERRIDE_REASONS = (
+    {"system": LOCAL_SYSTEM, "code": "no-embolotherapy", "display": "Embolotherapy not pursued"},
+    {
+        "system": LOCAL_SYSTEM,
+        "code": "estimate-not-credible",
+        "display": "Estimate not credible for this patient",
+    },
+    {
+        "system": LOCAL_SYSTEM,
+        "code": "data-incorrect",
+        "display": "Patient data in the record incomplete or wrong",
+    },
+)
+_SUGGESTION_NAMESPACE = uuid.UUID("6f1c9d2e-3b4a-5c6d-8e7f-0a1b2c3d4e5f")
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_UUID = re.compile(r"^(urn:uuid:)?[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_CARD_WARNING_CODES = ("modality_extrapolated", "models_disagree")
+
+
+class CdsRequestError(ValueError):
+    """A CDS Hooks request or feedback that does not follow the specification (400)."""
+
+
+# --- discovery ---------------------------------------------------------------------------------
+
+
+def prefetch_templates(mapping: FhirMapping | None = None) -> dict[str, str]:
+    """The prefetch templates: the patient and the resources the mapping reads.
+
+    Observations are narrowed to the codes of the table; the other searches are not, because
+    ICD-10-CM classes and free-text matches cannot be written as FHIR token searches.
+    """
+    mapping = mapping or default_mapping()
+    patient = "{{context.patientId}}"
+    codes = sorted(
+        {
+            f"{rule.system}|{rule.code}"
+            for concept in mapping.observations.values()
+            for rule in concept.codes
+        }
+    )
+    return {
+        "patient": f"Patient/{patient}",
+        "conditions": f"Condition?patient={patient}",
+        "observations": f"Observation?patient={patient}&code={','.join(codes)}",
+        "procedures": f"Procedure?patient={patient}",
+        "serviceRequests": f"ServiceRequest?patient={patient}&status=draft,active",
+        "medicationStatements": f"MedicationStatement?patient={patient}"
+        "&_include=MedicationStatement:medication",
+        "medicationRequests": f"MedicationRequest?patient={patient}"
+        "&_include=MedicationRequest:medication",
+    }
+
+
+def discovery(mapping: FhirMapping | None = None) -> dict:
+    """The discovery document (`GET /cds-services`)."""
+    prefetch = prefetch_templates(mapping)
+    usage = (
+        "Adults with liver metastases of a neuroendocrine tumour considered for TACE, TAE or "
+        "SIRT. Needs the prefetch (the service does not query the FHIR server). The default "
+        "models are trained on synthetic data and are not for clinical use."
+    )
+    return {
+        "services": [
+            {
+                "hook": "patient-view",
+                "id": SERVICE_ID,
+                "title": "NET liver metastases: prognosis before embolotherapy",
+                "description": "Median overall and hepatic progression-free survival for the "
+                "planned TACE, TAE or SIRT, with an observational comparison of the three.",
+                "prefetch": prefetch,
+                "usageRequirements": usage,
+            },
+            {
+                "hook": "order-select",
+                "id": ORDER_SERVICE_ID,
+                "title": "NET liver metastases: prognosis for the embolotherapy being ordered",
+                "description": "When a TACE, TAE or SIRT order is selected, the median overall "
+                "and hepatic progression-free survival for it, compared with the other two.",
+                "prefetch": prefetch,
+                "usageRequirements": usage,
+            },
+        ]
+    }
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HookRequest:
+    """The parts of a CDS Hooks request the service reads."""
+
+    service_id: str
+    hook: str
+    hook_instance: str
+    patient_id: str
+    prefetch: Mapping[str, Any]
+    selections: tuple[str, ...] = ()
+    draft_orders: Any = None
+
+
+def parse_hook_request(service_id: str, body: object) -> HookRequest:
+    """Check a CDS Hooks request's envelope (never quoting its values).
+
+    Raises
+    ------
+    CdsRequestError
+        The body is not a request for this service's hook, or lacks its context.
+    """
+    if not isinstance(body, dict):
+        raise CdsRequestError("the body must be a CDS Hooks request (a JSON object)")
+    hook = HOOKS[service_id]
+    if body.get("hook") != hook:
+        raise CdsRequestError(
+            f"service {service_id} answers the {hook} hook: `hook` must be {hook!r}, but is "
+            "another value"
+        )
+    instance = body.get("hookInstance")
+    if not isinstance(instance, str) or not instance:
+        raise CdsRequestError("`hookInstance` (a UUID string) is required")
+    context = body.get("context")
+    patient_id = context.get("patientId") if isinstance(context, dict) else None
+    if not isinstance(patient_id, str) or not _TOKEN.match(patient_id):
+        raise CdsRequestError("`context.patientId` (a FHIR id) is required")
+    prefetch = body.get("prefetch") or {}
+    if not isinstance(prefetch, dict):
+        raise CdsRequestError("`prefetch` must be an object of prefetch keys")
+    selections: tuple[str, ...] = ()
+    draft_orders = None
+    if hook == "order-select":
+        selections = tuple(context.get("selections") or ())
+        draft_orders = context.get("draftOrders")
+        if not selections or not all(isinstance(s, str) for s in selections):
+            raise CdsRequestError("order-select: `context.selections` (references) is required")
+        if not isinstance(draft_orders, dict) or draft_orders.get("resourceType") != "Bundle":
+            raise CdsRequestError("order-select: `context.draftOrders` (a Bundle) is required")
+    return HookRequest(service_id, hook, instance, patient_id, prefetch, selections, draft_orders)
+
+
+def prefetch_resources(request: HookRequest) -> tuple[list[FhirResource], list[str]]:
+    """The prefetched resources, validated, and the prefetch keys the EHR did not send.
+
+    A key that is absent or null is missing (CDS Hooks 2.0: the EHR could not fetch it).
+
+    Raises
+    ------
+    FhirValidationError
+        A prefetched resource is not valid FHIR R4, or the prefetched Patient is not the
+        context's patient.
+    """
+    items, missing = [], []
+    for key in PREFETCH_KEYS:
+        value = request.prefetch.get(key)
+        if value is None:
+            missing.append(key)
+            continue
+        location = f"prefetch.{key}"
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            for index, entry in enumerate(value.get("entry") or []):
+                if isinstance(entry, dict) and _is_match(entry):
+                    where = f"{location}.entry[{index}].resource"
+                    items.append((where, entry.get("resource"), entry.get("fullUrl")))
+        else:
+            items.append((location, value, None))
+    resources = validate_resources(items)
+    patients = [r for r in resources if r.resource_type == "Patient"]
+    if any(p.id != request.patient_id for p in patients):
+        raise FhirValidationError(
+            [
+                FhirIssue(
+                    "invalid",
+                    "prefetch.patient must be the Patient of context.patientId, but is "
+                    "another patient",
+                    expression="prefetch.patient",
+                )
+            ]
+        )
+    return resources, missing
+
+
+def _is_match(entry: Mapping[str, Any]) -> bool:
+    """Whether a searchset entry is a result (not an OperationOutcome of the search)."""
+    search = entry.get("search")
+    return not isinstance(search, dict) or search.get("mode") in (None, "match", "include")
+
+
+def selected_orders(request: HookRequest) -> list[FhirResource]:
+    """The selected draft orders of an order-select request, validated."""
+    wanted = set(request.selections)
+    items = []
+    for index, entry in enumerate(request.draft_orders.get("entry") or []):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        reference = f"{resource.get('resourceType')}/{resource.get('id')}"
+        if reference in wanted or entry.get("fullUrl") in wanted:
+            items.append((f"context.draftOrders.entry[{index}].resource", resource, None))
+    return validate_resources(items)
+
+
+# --- cards -------------------------------------------------------------------------------------
+
+
+def suggestion_uuid(card_uuid: str, modality: str) -> str:
+    """The uuid of the suggestion that records `modality` on a card: derived, not stored."""
+    return str(uuid.uuid5(_SUGGESTION_NAMESPACE, f"{card_uuid.lower()}:{modality}"))
+
+
+def _months(median: Mapping[str, Any]) -> str:
+    if median.get("value") is None:
+        return "not reached"
+    return f"{median['value']:.1f} mo"
+
+
+def _interval(median: Mapping[str, Any]) -> str:
+    if median.get("value") is None:
+        return "not reached"
+    lower, upper = median.get("lower"), median.get("upper")
+    bounds = "" if lower is None or upper is None else f" ({lower:.1f}–{upper:.1f})"
+    return f"{median['value']:.1f}{bounds}"
+
+
+def card_summary(prognosis: Mapping[str, Any]) -> str:
+    """The summary: the medians of the prognosis's modality, under 140 characters."""
+    modality = prognosis["os"]["modality"]
+    given = prognosis.get("patient_summary", {}).get("planned_modality_given", True)
+    lead = f"{modality} planned" if given else f"{modality} (reference; none planned)"
+    summary = (
+        f"{lead}: median OS {_months(prognosis['os']['median_months'])}, "
+        f"HPFS {_months(prognosis['hpfs']['median_months'])}"
+    )
+    if prognosis.get("model", {}).get("trained_on", "synthetic") != "real":
+        summary += " (synthetic-data model, not for clinical use)"
+    return summary if len(summary) <= SUMMARY_MAX else summary[: SUMMARY_MAX - 1] + "…"
+
+
+def _comparison_table(prognosis: Mapping[str, Any]) -> list[str]:
+    hpfs = {m["modality"]: m for m in prognosis["hpfs"]["modalities"]}
+    overall = {m["modality"]: m for m in prognosis["os"]["modalities"]}
+    rows = [
+        "| Modality | Median HPFS, months (95 % CI) | Median OS, months (95 % CI) | "
+        "Support in the training data |",
+        "|---|---|---|---|",
+    ]
+    for modality in MODALITIES:
+        h, o = hpfs[modality], overall[modality]
+        support = o["support"]
+        note = (
+            f"propensity {support['propensity']:.2f}, {support['similar_treated']} similar "
+            "patients treated"
+        )
+        if support.get("extrapolation"):
+            note += " — **extrapolation**"
+        name = f"**{modality}** (planned)" if o.get("planned") else modality
+        rows.append(
+            f"| {name} | {_interval(h['median_months'])} | {_interval(o['median_months'])} | "
+            f"{note} |"
+        )
+    return rows
+
+
+def card_detail(prognosis: Mapping[str, Any], mapped: MappedPatient, missing: Sequence[str]) -> str:
+    """The detail (markdown): comparison, warnings, defaults, caveat and disclaimer."""
+    lines = [
+        f"**Prognosis after {prognosis['os']['modality']}** — model `{prognosis['model']['tag']}`"
+        f", trained on {prognosis['model']['trained_on']} data.",
+        "",
+        *_comparison_table(prognosis),
+    ]
+    warnings = [
+        w["message"]
+        for w in prognosis.get("warnings", [])
+        if w["code"] != "synthetic_training_data"
+    ]
+    if warnings:
+        lines += ["", "**Warnings**", *[f"- {message}" for message in warnings]]
+    assumed = [
+        f"- {name.replace('_', ' ')}: {source['note']}"
+        for name, source in mapped.provenance.items()
+        if source.get("source") == "default"
+    ]
+    if missing:
+        assumed.insert(
+            0,
+            f"- not sent by the EHR (prefetch): {', '.join(missing)}; what they hold was "
+            "assumed absent",
+        )
+    if assumed:
+        lines += ["", "**Assumed, not recorded**", *assumed]
+    caveat = prognosis["os"]["modalities"][0]["caveat"]
+    lines += ["", f"_{caveat}_", "", f"**{prognosis['disclaimer']}**"]
+    return "\n".join(lines)
+
+
+def form_url(base_url: str, patient: Patient) -> str:
+    """The clinician form (`/`) filled in with the patient: one query parameter per Patient
+    field, named as the field; empty fields are left out, booleans are true/false."""
+    params = {}
+    for name, value in patient.model_dump(mode="json").items():
+        if value is None:
+            continue
+        params[name] = ("true" if value else "false") if isinstance(value, bool) else value
+    return f"{base_url.rstrip('/')}/?{urlencode(params)}"
+
+
+def _source(base_url: str, prognosis: Mapping[str, Any] | None) -> dict:
+    tag = prognosis["model"]["tag"] if prognosis else None
+    return {
+        "label": f"NetPrognosis model {tag}" if tag else "NetPrognosis",
+        "url": f"{base_url.rstrip('/')}/v1/model",
+        "topic": {
+            "system": LOCAL_SYSTEM,
+            "code": SERVICE_ID,
+            "display": "NET embolotherapy prognosis",
+        },
+    }
+
+
+def prognosis_card(
+    prognosis: Mapping[str, Any],
+    mapped: MappedPatient,
+    *,
+    base_url: str,
+    missing_prefetch: Sequence[str] = (),
+) -> dict:
+    """The card of a prognosis; its uuid is the prediction's id (feedback refers to it)."""
+    codes = {w["code"] for w in prognosis.get("warnings", [])}
+    warn = bool(codes & set(_CARD_WARNING_CODES)) or bool(missing_prefetch)
+    card_uuid = prognosis["prediction_id"]
+    return {
+        "uuid": card_uuid,
+        "summary": card_summary(prognosis),
+        "detail": card_detail(prognosis, mapped, missing_prefetch),
+        "indicator": "warning" if warn else "info",
+        "source": _source(base_url, prognosis),
+        "suggestions": [
+            {
+                "label": f"Record the decision: {modality}",
+                "uuid": suggestion_uuid(card_uuid, modality),
+                "isRecommended": False,
+            }
+            for modality in MODALITIES
+        ],
+        "selectionBehavior": "at-most-one",
+        "overrideReasons": [dict(reason) for reason in OVERRIDE_REASONS],
+        "links": [
+            {
+                "label": "Open in the NetPrognosis form",
+                "url": form_url(base_url, mapped.patient),
+                "type": "absolute",
+            }
+        ],
+    }
+
+
+def missing_card(
+    issues: Sequence[FhirIssue], missing_prefetch: Sequence[str], *, base_url: str
+) -> dict:
+    """The card of a request that lacks what the model needs: one line per missing item."""
+    needed = [key for key in _NEEDED_PREFETCH if key in missing_prefetch]
+    lines = ["The prognosis needs data this request did not carry:", ""]
+    if missing_prefetch:
+        lines.append(
+            f"- not sent by the EHR (prefetch): {', '.join(missing_prefetch)}"
+            + (" — without these no prognosis is possible" if needed else "")
+        )
+    lines += [f"- {issue.message}" for issue in issues]
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": f"No prognosis: {len(issues)} item(s) the model needs are missing (see details)",
+        "detail": "\n".join(lines),
+        "indicator": "info",
+        "source": _source(base_url, None),
+    }
+
+
+# --- feedback ----------------------------------------------------------------------------------
+
+
+def feedback_entries(service_id: str, body: object) -> list[dict]:
+    """The feedback entries of a CDS Hooks feedback request, checked.
+
+    Returns
+    -------
+    list of dict
+        One per entry: ``card`` (the prediction id), ``outcome``, ``chosen_modality`` (from an
+        accepted suggestion, else None), ``override_reason`` (system and code, else None) and
+        ``entry`` (the whole entry, to be digested, never stored).
+
+    Raises
+    ------
+    CdsRequestError
+        The body does not follow CDS Hooks 2.0 feedback.
+    """
+    entries = body.get("feedback") if isinstance(body, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise CdsRequestError('the body must be {"feedback": [...]} with at least one entry')
+    return [_feedback_entry(service_id, index, entry) for index, entry in enumerate(entries)]
+
+
+def _feedback_entry(service_id: str, index: int, entry: object) -> dict:
+    where = f"feedback[{index}]"
+    if not isinstance(entry, dict):
+        raise CdsRequestError(f"{where} must be an object")
+    card = entry.get("card")
+    if not isinstance(card, str) or not _UUID.match(card):
+        raise CdsRequestError(f"{where}.card must be the uuid of a card")
+    card = card.removeprefix("urn:uuid:").lower()
+    outcome = entry.get("outcome")
+    if outcome not in FEEDBACK_OUTCOMES:
+        raise CdsRequestError(f"{where}.outcome must be accepted or overridden")
+    if not isinstance(entry.get("outcomeTimestamp"), str):
+        raise CdsRequestError(f"{where}.outcomeTimestamp (an ISO 8601 instant) is required")
+    chosen = None
+    if outcome == "accepted":
+        accepted = entry.get("acceptedSuggestions")
+        if not isinstance(accepted, list) or not accepted:
+            raise CdsRequestError(f"{where}: an accepted outcome needs acceptedSuggestions")
+        ids = {
+            str(s.get("id", "")).removeprefix("urn:uuid:").lower()
+            for s in accepted
+            if isinstance(s, dict)
+        }
+        chosen = next((m for m in MODALITIES if suggestion_uuid(card, m) in ids), None)
+    reason = None
+    override = entry.get("overrideReason")
+    if outcome == "overridden" and isinstance(override, dict):
+        coding = override.get("reason")
+        if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+            reason = _known_reason(coding)
+    return {
+        "service": service_id,
+        "card": card,
+        "outcome": outcome,
+        "chosen_modality": chosen,
+        "override_reason": reason,
+        "entry": entry,
+    }
+
+
+def _known_reason(coding: Mapping[str, Any]) -> dict:
+    """An override reason in clear when it is one of ours, else only that it was another."""
+    for reason in OVERRIDE_REASONS:
+        if coding.get("system") == reason["system"] and coding.get("code") == reason["code"]:
+            return {"system": reason["system"], "code": reason["code"]}
+    # Reasons from the EHR's own list could carry free text in their code: kept as a digest.
+    return {"system": "other", "code": "other"}
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+cds_app = FastAPI(title="NetPrognosis CDS Hooks", docs_url=None, redoc_url=None, openapi_url=None)
+"""Mounted at `/` by the service; it holds only the `/cds-services` routes."""
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _answer_hook(service: Any, request: Request, service_id: str, body: bytes) -> Response:
+    try:
+        hook_request = parse_hook_request(service_id, read_json(body))
+        resources, missing = prefetch_resources(hook_request)
+        planned = selected_orders(hook_request) if hook_request.hook == "order-select" else None
+    except CdsRequestError as error:
+        logger.info("CDS Hooks request refused (400): not a valid %s request", service_id)
+        return _error(400, str(error))
+    except FhirInputError as error:
+        logger.info(
+            "CDS Hooks request refused (400): %d FHIR issue(s) of kind %s (values are not logged)",
+            len(error.issues),
+            error.kinds(),
+        )
+        return JSONResponse(error.operation_outcome(), status_code=400)
+    base = _base_url(request)
+    if planned is not None and not plans_embolization(planned):
+        # the order being selected is not an embolization: nothing to say
+        return JSONResponse({"cards": []})
+    try:
+        mapped = map_patient(resources, planned=planned)
+    except FhirBundleIncomplete as error:
+        logger.info(
+            "CDS Hooks %s: no prognosis, %d item(s) missing (values are not logged)",
+            service_id,
+            len(error.issues),
+        )
+        return JSONResponse({"cards": [missing_card(error.issues, missing, base_url=base)]})
+    answer = audited_prognosis(service, request, f"{ROUTE_DISCOVERY}/{service_id}", mapped, dict)
+    if answer.status_code != 200:
+        return answer
+    prognosis = json.loads(answer.body)
+    card = prognosis_card(prognosis, mapped, base_url=base, missing_prefetch=missing)
+    return JSONResponse({"cards": [card]})
+
+
+def _record_feedback(service: Any, request: Request, service_id: str, body: bytes) -> Response:
+    try:
+        entries = feedback_entries(service_id, read_json(body))
+    except (CdsRequestError, FhirValidationError) as error:
+        logger.info("CDS Hooks feedback refused (400): not valid CDS Hooks 2.0 feedback")
+        message = str(error) if isinstance(error, CdsRequestError) else "the body must be JSON"
+        return _error(400, message)
+    caller = caller_id(request.scope.get("state", {}).get(CALLER_STATE_KEY))
+    records = [
+        AuditEntry(
+            prediction_id=entry["card"],
+            route=f"{ROUTE_DISCOVERY}/{service_id}/feedback",
+            model_tag=service.model_tag,
+            caller=caller,
+            input_hmac=service.audit.input_digest(entry["entry"]),
+            kind="feedback",
+            feedback={
+                k: entry[k] for k in ("service", "outcome", "chosen_modality", "override_reason")
+            },
+        )
+        for entry in entries
+    ]
+    try:
+        service.audit.append(records)
+    except (AuditWriteError, AuditIntegrityError) as error:
+        logger.error("feedback refused, not audited: %s", error)
+        return _error(503, f"feedback refused: {error.public_message}")
+    return Response(status_code=200)
+
+
+Service = Annotated[Any, Depends(bentoml.get_current_service)]
+
+
+@cds_app.get(ROUTE_DISCOVERY, summary="CDS Hooks discovery")
+def cds_discovery(request: Request) -> Response:
+    """The CDS Hooks 2.0 discovery document: the services, their hooks and prefetch."""
+    return JSONResponse(discovery())
+
+
+@cds_app.post(ROUTE_DISCOVERY + "/{service_id}", summary="Call a CDS service")
+async def cds_service(request: Request, service_id: str, service: Service) -> Response:
+    """A CDS Hooks 2.0 call: `{"cards": [...]}`, one card (the prognosis, or what is missing)."""
+    rejection = media_type_rejection(request, ("application/json",))
+    if rejection is not None:
+        return rejection
+    if service_id not in HOOKS:
+        return _error(404, f"no CDS service with this id; the services are {', '.join(HOOKS)}")
+    body = await request.body()
+    return await anyio.to_thread.run_sync(_answer_hook, service, request, service_id, body)
+
+
+@cds_app.post(ROUTE_DISCOVERY + "/{service_id}/feedback", summary="Feedback on a card")
+async def cds_feedback(request: Request, service_id: str, service: Service) -> Response:
+    """CDS Hooks 2.0 feedback: each entry becomes a `feedback` record of the audit log."""
+    rejection = media_type_rejection(request, ("application/json",))
+    if rejection is not None:
+        return rejection
+    if service_id not in HOOKS:
+        return _error(404, f"no CDS service with this id; the services are {', '.join(HOOKS)}")
+    body = await request.body()
+    return await anyio.to_thread.run_sync(_record_feedback, service, request, service_id, body)
