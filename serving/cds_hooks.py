@@ -634,6 +634,17 @@ def _record_feedback(service: Any, request: Request, service_id: str, body: byte
 Service = Annotated[Any, Depends(bentoml.get_current_service)]
 
 
+async def _dispatch(handler, service: Any, request: Request, service_id: str) -> Response:
+    """Check the media type and service id, then run `handler` off the event loop."""
+    rejection = media_type_rejection(request, ("application/json",))
+    if rejection is not None:
+        return rejection
+    if service_id not in HOOKS:
+        return _error(404, f"no CDS service with this id; the services are {', '.join(HOOKS)}")
+    body = await request.body()
+    return await anyio.to_thread.run_sync(handler, service, request, service_id, body)
+
+
 @cds_app.get(ROUTE_DISCOVERY, summary="CDS Hooks discovery")
 def cds_discovery(request: Request) -> Response:
     """The CDS Hooks 2.0 discovery document: the services, their hooks and prefetch."""
@@ -643,22 +654,10 @@ def cds_discovery(request: Request) -> Response:
 @cds_app.post(ROUTE_DISCOVERY + "/{service_id}", summary="Call a CDS service")
 async def cds_service(request: Request, service_id: str, service: Service) -> Response:
     """A CDS Hooks 2.0 call: `{"cards": [...]}`, one card (the prognosis, or what is missing)."""
-    rejection = media_type_rejection(request, ("application/json",))
-    if rejection is not None:
-        return rejection
-    if service_id not in HOOKS:
-        return _error(404, f"no CDS service with this id; the services are {', '.join(HOOKS)}")
-    body = await request.body()
-    return await anyio.to_thread.run_sync(_answer_hook, service, request, service_id, body)
+    return await _dispatch(_answer_hook, service, request, service_id)
 
 
 @cds_app.post(ROUTE_DISCOVERY + "/{service_id}/feedback", summary="Feedback on a card")
 async def cds_feedback(request: Request, service_id: str, service: Service) -> Response:
     """CDS Hooks 2.0 feedback: each entry becomes a `feedback` record of the audit log."""
-    rejection = media_type_rejection(request, ("application/json",))
-    if rejection is not None:
-        return rejection
-    if service_id not in HOOKS:
-        return _error(404, f"no CDS service with this id; the services are {', '.join(HOOKS)}")
-    body = await request.body()
-    return await anyio.to_thread.run_sync(_record_feedback, service, request, service_id, body)
+    return await _dispatch(_record_feedback, service, request, service_id)
