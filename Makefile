@@ -36,6 +36,7 @@ test-slow: install system-deps
 	$(BIN)/pytest -m "slow"
 
 bench: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run
 
 lint: install

@@ -1,0 +1,1 @@
+"""Benchmarks: model quality, training cost, serving and prognosis speed (``make bench``)."""

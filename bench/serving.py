@@ -1,0 +1,353 @@
+"""Benchmark of the HTTP service as deployed: `bentoml serve` on loopback, against a floor.
+
+Starts `bentoml serve serving.service:NetPrognosis` (bearer auth on, audit log with fsync on,
+as in production) and, one after the other so that they do not share the CPUs,
+`bentoml serve bench.trivial_service:TrivialFloor`, a BentoML service that only echoes a small
+validated body: the floor of what any BentoML endpoint costs on this machine. Measures
+
+- single-client latency of `POST /v1/prognosis` (p50/p95/p99 of >= 500 requests after warm-up),
+- throughput at 1, 4, 8 and 16 concurrent clients (httpx, async, keep-alive; each level bounded
+  by a request count and a duration), with the number of errors,
+- batch throughput of `POST /v1/prognosis/batch` (patients per second, batches of 100 and 1,000),
+
+prints them and writes the "Serving" section of ``bench/RESULTS.md``. The model is fitted on
+the synthetic default cohort (2,000 patients, 20 bootstrap members) in a temporary
+`BENTOML_HOME`, unless `--model-tag` names one in the current store.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.serving [--requests 500] [--duration 10] [--workers 2]
+
+Two workers by default: one BentoML worker answers one prediction at a time, and the
+reference machine has two cores (`NETPROG_WORKERS` sets it for the service).
+
+Targets: p50 <= 15 ms, p99 <= 40 ms, >= 150 requests/s at 8 clients with zero errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench.common import (
+    command_line,
+    environment,
+    environment_lines,
+    markdown_table,
+    write_section,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "data" / "examples"
+SECTION = "serving"
+CONCURRENCY = (1, 4, 8, 16)
+BATCH_SIZES = (100, 1000)
+TARGET_P50_MS, TARGET_P99_MS, TARGET_RPS_AT_8 = 15.0, 40.0, 150.0
+PACKAGES = ("bentoml", "uvicorn", "starlette", "pydantic", "httpx", "numpy", "scikit-survival")
+STARTUP_SECONDS = 180
+
+
+def _patients(n: int, seed: int = 0) -> list[dict]:
+    """Varied valid patients: the example patients with ages and burdens spread out."""
+    base = json.loads((EXAMPLES / "batch.json").read_text(encoding="utf-8"))["patients"]
+    rng = np.random.default_rng(seed)
+    patients = []
+    for i in range(n):
+        patient = dict(base[i % len(base)])
+        patient["age_years"] = int(rng.integers(30, 86))
+        patient["tumor_burden_percent"] = round(float(rng.uniform(1, 95)), 1)
+        patients.append(patient)
+    return patients
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _fit_default_model(n_patients: int, n_bootstrap: int) -> str:
+    from training import registry
+    from training.fit import fit_bundle
+    from training.synthetic import simulate_cohort
+
+    cohort = simulate_cohort(n_patients, seed=0)
+    return registry.save_bundle(fit_bundle(cohort, seed=0, n_bootstrap=n_bootstrap, n_jobs=-1))
+
+
+@contextlib.contextmanager
+def _served(target: str, env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`bentoml serve target` on a free loopback port; yields its base URL."""
+    port = _free_port()
+    command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--working-dir", str(ROOT)]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{target} exited while starting; see {log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{target} was not ready after {STARTUP_SECONDS} s")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def _latency(base: str, route: str, bodies: list[dict], headers: dict, n: int, warmup: int):
+    """Sequential requests on one keep-alive connection: latencies in ms and error count."""
+    times, errors = [], 0
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+        for i in range(warmup + n):
+            body = bodies[i % len(bodies)]
+            start = time.perf_counter()
+            response = client.post(route, json=body)
+            elapsed = (time.perf_counter() - start) * 1000
+            if response.status_code != 200:
+                errors += 1
+            elif i >= warmup:
+                times.append(elapsed)
+    return np.array(times), errors
+
+
+async def _load(base, route, bodies, headers, clients: int, max_requests: int, duration: float):
+    """`clients` concurrent loops until `max_requests` or `duration`: (completed, errors, s)."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    counter = {"sent": 0, "ok": 0, "errors": 0}
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=60, limits=limits
+    ) as client:
+        for body in bodies[: clients * 2]:  # warm every connection
+            await client.post(route, json=body)
+        start = time.perf_counter()
+        deadline = start + duration
+
+        async def worker() -> None:
+            while counter["sent"] < max_requests and time.perf_counter() < deadline:
+                body = bodies[counter["sent"] % len(bodies)]
+                counter["sent"] += 1
+                try:
+                    response = await client.post(route, json=body)
+                except httpx.HTTPError:
+                    counter["errors"] += 1
+                    continue
+                counter["ok" if response.status_code == 200 else "errors"] += 1
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    return counter["ok"], counter["errors"], elapsed
+
+
+def _percentiles(times: np.ndarray) -> tuple[float, float, float]:
+    p50, p95, p99 = np.percentile(times, [50, 95, 99])
+    return float(p50), float(p95), float(p99)
+
+
+def _measure(base, route, bodies, headers, args) -> dict:
+    times, errors = _latency(base, route, bodies, headers, args.requests, args.warmup)
+    if not len(times):
+        raise RuntimeError(f"every request to {base}{route} failed")
+    result = {"latency": _percentiles(times), "latency_errors": errors, "throughput": {}}
+    for clients in CONCURRENCY:
+        ok, failed, elapsed = asyncio.run(
+            _load(base, route, bodies, headers, clients, args.max_requests, args.duration)
+        )
+        result["throughput"][clients] = (ok / elapsed, ok, failed)
+    return result
+
+
+def _batch(base: str, headers: dict, repeats: int) -> dict[int, float]:
+    rates = {}
+    with httpx.Client(base_url=base, headers=headers, timeout=300) as client:
+        for size in BATCH_SIZES:
+            body = {"patients": _patients(size, seed=size)}
+            client.post("/v1/prognosis/batch", json=body)  # warm-up
+            seconds = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                response = client.post("/v1/prognosis/batch", json=body)
+                seconds.append(time.perf_counter() - start)
+                if response.status_code != 200:
+                    raise RuntimeError(f"batch of {size} answered {response.status_code}")
+            rates[size] = size / statistics.median(seconds)
+    return rates
+
+
+def _report(real: dict, floor: dict, batch: dict, args, env: dict, tag: str) -> str:
+    (p50, p95, p99), (f50, f95, f99) = real["latency"], floor["latency"]
+    rps_8 = real["throughput"][8][0]
+    errors_8 = real["throughput"][8][2]
+    met = p50 <= TARGET_P50_MS and p99 <= TARGET_P99_MS and rps_8 >= TARGET_RPS_AT_8
+    model_text = (
+        "from the current model store"
+        if args.model_tag
+        else f"fitted by this run on {args.patients} synthetic patients, seed 0, "
+        f"{args.bootstrap} bootstrap members"
+    )
+    lines = ["## Serving", ""]
+    lines += environment_lines(env, command_line())
+    lines += [
+        f"- server: `bentoml serve` on 127.0.0.1, {args.workers} worker(s); NetPrognosis with "
+        "bearer auth and the audit log (fsync on) as in production; model "
+        f"`{tag}` ({model_text}); the load generator (httpx, async) runs on the same machine "
+        "and shares its CPUs",
+        "- floor: `bench/trivial_service.py`, a BentoML endpoint that echoes a small validated "
+        "body, served the same way, measured in the same run",
+        "",
+        f"Single client, {args.requests} requests after {args.warmup} warm-up, milliseconds:",
+        "",
+    ]
+    lines += markdown_table(
+        ["route", "p50", "p95", "p99", "errors"],
+        [
+            [
+                "`POST /v1/prognosis`",
+                f"{p50:.1f}",
+                f"{p95:.1f}",
+                f"{p99:.1f}",
+                real["latency_errors"],
+            ],
+            [
+                "floor `POST /v1/ping`",
+                f"{f50:.1f}",
+                f"{f95:.1f}",
+                f"{f99:.1f}",
+                floor["latency_errors"],
+            ],
+            ["ratio", f"{p50 / f50:.1f}x", f"{p95 / f95:.1f}x", f"{p99 / f99:.1f}x", ""],
+        ],
+    )
+    lines += [
+        "",
+        f"Throughput, requests/s (each level: up to {args.max_requests} requests or "
+        f"{args.duration:g} s):",
+        "",
+    ]
+    rows = []
+    for clients in CONCURRENCY:
+        rate, ok, failed = real["throughput"][clients]
+        floor_rate, _, floor_failed = floor["throughput"][clients]
+        rows.append(
+            [
+                clients,
+                f"{rate:.0f}",
+                ok,
+                failed,
+                f"{floor_rate:.0f}",
+                floor_failed,
+                f"{rate / floor_rate:.2f}",
+            ]
+        )
+    lines += markdown_table(
+        [
+            "clients",
+            "prognosis req/s",
+            "answered",
+            "errors",
+            "floor req/s",
+            "floor errors",
+            "ratio to floor",
+        ],
+        rows,
+    )
+    lines += [
+        "",
+        "Batch throughput (`POST /v1/prognosis/batch`, median of "
+        f"{args.batch_repeats} after a warm-up):",
+        "",
+    ]
+    lines += markdown_table(
+        ["patients per batch", "patients/s"], [[n, f"{r:.0f}"] for n, r in batch.items()]
+    )
+    lines += [
+        "",
+        f"Targets: p50 <= {TARGET_P50_MS:g} ms, p99 <= {TARGET_P99_MS:g} ms, >= "
+        f"{TARGET_RPS_AT_8:g} req/s at 8 clients with zero errors: "
+        + ("**met**." if met and errors_8 == 0 else "**not met** on this machine (see above)."),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--max-requests", type=int, default=3000)
+    parser.add_argument("--batch-repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--patients", type=int, default=2000)
+    parser.add_argument("--bootstrap", type=int, default=20)
+    parser.add_argument("--model-tag", help="serve this model of the current store instead")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="netprog-bench-serving-") as scratch:
+        scratch_path = Path(scratch)
+        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true"}
+        if args.model_tag:
+            tag = args.model_tag
+        else:
+            env["BENTOML_HOME"] = os.environ["BENTOML_HOME"] = str(scratch_path / "bentoml")
+            tag = _fit_default_model(args.patients, args.bootstrap)
+        token = secrets.token_urlsafe(32)
+        env.update(
+            NETPROG_MODEL_TAG=tag,
+            NETPROG_AUDIT_LOG=str(scratch_path / "audit" / "audit.jsonl"),
+            NETPROG_API_TOKEN_HASHES=hashlib.sha256(token.encode()).hexdigest(),
+            NETPROG_WORKERS=str(args.workers),
+            BENTOML_CONFIG_OPTIONS=f"services.TrivialFloor.workers={args.workers}",
+        )
+        headers = {"authorization": f"Bearer {token}"}
+        log_path = scratch_path / "servers.log"
+        bodies = [{"patient": p} for p in _patients(64)]
+        with _served("serving.service:NetPrognosis", env, log_path) as base:
+            real = _measure(base, "/v1/prognosis", bodies, headers, args)
+            batch = _batch(base, headers, args.batch_repeats)
+            audited = (scratch_path / "audit" / "audit.jsonl").read_bytes().count(b"\n")
+        pings = [{"message": "ping", "value": float(i)} for i in range(64)]
+        with _served("bench.trivial_service:TrivialFloor", env, log_path) as base:
+            floor = _measure(base, "/v1/ping", pings, {}, args)
+    report = _report(real, floor, batch, args, environment(PACKAGES), tag)
+    sys.stdout.write(report + f"\n({audited} audit records written during the run)\n")
+    if not args.no_write:
+        write_section(SECTION, report)
+
+
+if __name__ == "__main__":
+    main()
