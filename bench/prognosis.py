@@ -7,7 +7,7 @@ the "Prognosis (in-process)" section of ``bench/RESULTS.md``, replacing an earli
 
 Run from the repository root::
 
-    .venv/bin/python bench/prognosis.py [--single-calls 200] [--batch-repeats 5]
+    .venv/bin/python -m bench.prognosis [--single-calls 200] [--batch-repeats 5]
 
 Targets: single prognosis <= 20 ms, batch of 1,000 <= 2 s (median wall time).
 """
@@ -122,8 +122,8 @@ def _section(env: dict, bundle, results: dict, interventional: dict | None, args
     lines = [
         SECTION,
         "",
-        f"Measured {env['date']} by `bench/prognosis.py` (command: "
-        f"`.venv/bin/python bench/prognosis.py --single-calls {args.single_calls} "
+        f"Measured {env['date']} by `bench.prognosis` (command: "
+        f"`.venv/bin/python -m bench.prognosis --single-calls {args.single_calls} "
         f"--batch-repeats {args.batch_repeats}`).",
         "",
         f"- machine: {env['machine']}; load average at the end of the run {env['load']} "
