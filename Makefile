@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 
-.PHONY: install system-deps serve test test-slow bench lint
+.PHONY: install system-deps serve test test-slow reliability bench lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: install system-deps
 
 test-slow: install system-deps
 	$(BIN)/pytest -m "slow"
+
+# The whole reliability suite, its long parts (load, full fuzzing budget) included; see
+# docs/reliability.md. The quick parts also run in `make test`.
+reliability: install system-deps
+	$(BIN)/pytest tests/reliability -m "not bench"
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'

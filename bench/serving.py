@@ -28,19 +28,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -53,6 +48,7 @@ from bench.common import (
     markdown_table,
     write_section,
 )
+from tests.served import served
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "data" / "examples"
@@ -77,12 +73,6 @@ def _patients(n: int, seed: int = 0) -> list[dict]:
     return patients
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _fit_default_model(n_patients: int, n_bootstrap: int) -> str:
     from training import registry
     from training.fit import fit_bundle
@@ -90,43 +80,6 @@ def _fit_default_model(n_patients: int, n_bootstrap: int) -> str:
 
     cohort = simulate_cohort(n_patients, seed=0)
     return registry.save_bundle(fit_bundle(cohort, seed=0, n_bootstrap=n_bootstrap, n_jobs=-1))
-
-
-@contextlib.contextmanager
-def _served(target: str, env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """`bentoml serve target` on a free loopback port; yields its base URL."""
-    port = _free_port()
-    command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--working-dir", str(ROOT)]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{target} exited while starting; see {log_path}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{target} was not ready after {STARTUP_SECONDS} s")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.5)
-        yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 def _latency(base: str, route: str, bodies: list[dict], headers: dict, n: int, warmup: int):
@@ -336,13 +289,15 @@ def main(argv: list[str] | None = None) -> None:
         headers = {"authorization": f"Bearer {token}"}
         log_path = scratch_path / "servers.log"
         bodies = [{"patient": p} for p in _patients(64)]
-        with _served("serving.service:NetPrognosis", env, log_path) as base:
+        with served(env, log_path, startup_seconds=STARTUP_SECONDS) as server:
+            base = server.base
             real = _measure(base, "/v1/prognosis", bodies, headers, args)
             batch = _batch(base, headers, args.batch_repeats)
             audited = (scratch_path / "audit" / "audit.jsonl").read_bytes().count(b"\n")
         pings = [{"message": "ping", "value": float(i)} for i in range(64)]
-        with _served("bench.trivial_service:TrivialFloor", env, log_path) as base:
-            floor = _measure(base, "/v1/ping", pings, {}, args)
+        floor_target = "bench.trivial_service:TrivialFloor"
+        with served(env, log_path, target=floor_target, startup_seconds=STARTUP_SECONDS) as server:
+            floor = _measure(server.base, "/v1/ping", pings, {}, args)
     report = _report(real, floor, batch, args, environment(PACKAGES), tag)
     sys.stdout.write(report + f"\n({audited} audit records written during the run)\n")
     if not args.no_write:
