@@ -19,22 +19,20 @@ import dataclasses
 import datetime as dt
 import os
 import platform
-import re
 import statistics
 import sys
 import time
 import warnings
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 
+from bench.common import write_section
 from model.predictor import Predictor
 from model.schema import BURDEN_CATEGORIES, GRADES, MODALITIES, PRIMARY_SITES, Patient
 from training.fit import fit_bundle
 from training.synthetic import simulate_cohort
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## Prognosis (in-process)"
 SINGLE_TARGET_MS = 20.0
 BATCH_TARGET_S = 2.0
@@ -164,16 +162,6 @@ def _section(env: dict, bundle, results: dict, interventional: dict | None, args
     return "\n".join(lines) + "\n"
 
 
-def _write(section: str) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=2000, help="training cohort size")
@@ -213,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     section = _section(_environment(), bundle, results, interventional, args)
     if not args.no_write:
-        _write(section)
-        print(f"wrote the '{SECTION[3:]}' section of {RESULTS}")
+        path = write_section("prognosis", section)
+        print(f"wrote the '{SECTION[3:]}' section of {path}")
     met = all(
         f["single_ms"] <= SINGLE_TARGET_MS and f["batch_s"] <= BATCH_TARGET_S
         for f in results.values()

@@ -160,6 +160,12 @@ class _EndpointPredictor:
                 f"the primary model of {endpoint!r} must be one of {sorted(families)}, but got "
                 f"{self.primary_name!r}; fix `primary` in the bundle"
             )
+        if bundle.metadata.get("n_bootstrap") and not families[self.primary_name].members:
+            raise ModelError(
+                f"the primary model of {endpoint!r} ({self.primary_name}) must have its "
+                "bootstrap members for the intervals, but has none: it was fitted as the check "
+                "model; make the family that has them primary, or retrain"
+            )
         self.primary = _Ensemble(families[self.primary_name])
         others = [name for name in families if name != self.primary_name]
         self.check = _Ensemble(families[others[0]]) if others else None

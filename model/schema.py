@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = "1"
 
@@ -35,6 +36,18 @@ BURDEN_75_ABOVE = 75.0
 AGE_REFERENCE_YEARS = 60.0
 
 
+def _refuse_boolean(value: object) -> object:
+    # pydantic's lax mode reads JSON true as 1.0 and false as 0.0: a boolean sent for a
+    # percentage would silently become 1 % or 0 %.
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a valid number, not a boolean")
+    return value
+
+
+NOT_A_BOOLEAN = BeforeValidator(_refuse_boolean)
+"""Annotation of number fields: a boolean is refused, not read as 1 or 0."""
+
+
 class Patient(BaseModel):
     """One patient before liver-directed embolotherapy.
 
@@ -42,7 +55,17 @@ class Patient(BaseModel):
     table schema and the feature encoding are all derived from it.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        # The grade rule of `_grade_or_ki67`, for readers of the JSON Schema (API, form).
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["who_grade"], "properties": {"who_grade": {"type": "string"}}},
+                {"required": ["ki67_percent"], "properties": {"ki67_percent": {"type": "number"}}},
+            ]
+        },
+    )
 
     age_years: Annotated[
         int,
@@ -66,6 +89,7 @@ class Patient(BaseModel):
             description="Ki-67 proliferation index; grade <3 G1, 3-20 G2, >20 G3.",
             json_schema_extra={"unit": "%"},
         ),
+        NOT_A_BOOLEAN,
     ] = None
     tumor_burden_percent: Annotated[
         float,
@@ -76,6 +100,7 @@ class Patient(BaseModel):
             description="Hepatic tumour burden, % of liver volume.",
             json_schema_extra={"unit": "% of liver volume"},
         ),
+        NOT_A_BOOLEAN,
     ]
     primary_site: Annotated[
         Literal["pancreas", "gut", "lung", "other"],

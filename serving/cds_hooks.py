@@ -29,12 +29,13 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import anyio.to_thread
 import bentoml
 from fastapi import Depends, FastAPI, Request
+from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
 from starlette.responses import JSONResponse, Response
 
 from model.schema import MODALITIES, Patient
@@ -122,6 +123,149 @@ _CARD_WARNING_CODES = ("modality_extrapolated", "models_disagree")
 
 class CdsRequestError(ValueError):
     """A CDS Hooks request or feedback that does not follow the specification (400)."""
+
+
+# --- HTTP bodies, as the OpenAPI document shows them ---------------------------------------------
+# The handlers check requests by hand (`parse_hook_request`, `feedback_entries`) so that no
+# message quotes a value; these models only document what those checks accept, with the same
+# patterns, and what the routes answer.
+
+
+class CdsService(BaseModel):
+    """One CDS service of the discovery document."""
+
+    hook: str
+    id: str
+    title: str
+    description: str
+    prefetch: dict[str, str]
+    usageRequirements: str | None = None
+
+
+class CdsDiscovery(BaseModel):
+    """The CDS Hooks 2.0 discovery document."""
+
+    services: list[CdsService]
+
+
+class CdsCard(BaseModel):
+    """A CDS Hooks 2.0 card: the prognosis, or what the request lacked."""
+
+    model_config = ConfigDict(extra="allow")
+
+    uuid: str
+    summary: Annotated[str, Field(max_length=SUMMARY_MAX)]
+    detail: str | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: dict[str, Any]
+    suggestions: list[dict[str, Any]] | None = None
+    selectionBehavior: str | None = None
+    overrideReasons: list[dict[str, Any]] | None = None
+    links: list[dict[str, Any]] | None = None
+
+
+class CdsCards(BaseModel):
+    """A CDS service's answer: one card, or none for an order that is not an embolization."""
+
+    cards: Annotated[list[CdsCard], Field(max_length=1)]
+
+
+class CdsPrefetchedResource(BaseModel):
+    """A prefetched FHIR resource (validated as FHIR R4 when of a type the mapping reads)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    resourceType: str
+
+
+class CdsSearchEntry(BaseModel):
+    """An entry of a prefetched search; `search.mode` outcome entries are passed over."""
+
+    model_config = ConfigDict(extra="allow")
+
+    fullUrl: str | None = None
+    resource: CdsPrefetchedResource
+
+
+class CdsSearchBundle(BaseModel):
+    """A prefetched search, or the draft orders of order-select: a Bundle of entries."""
+
+    model_config = ConfigDict(extra="allow")
+
+    resourceType: Literal["Bundle"]
+    entry: list[CdsSearchEntry] | None = None
+
+
+_Prefetched = Annotated[
+    CdsSearchBundle | CdsPrefetchedResource | None,
+    Field(description="A resource or a search Bundle; absent or null: the EHR could not fetch it."),
+]
+CdsPrefetch = create_model(
+    "CdsPrefetch",
+    __config__=ConfigDict(extra="allow"),
+    __doc__="The prefetched data, one member per prefetch key of the discovery document.",
+    **dict.fromkeys(PREFETCH_KEYS, (_Prefetched, None)),
+)
+
+
+class CdsPatientViewContext(BaseModel):
+    """The context of patient-view: the patient in view."""
+
+    model_config = ConfigDict(extra="allow")
+
+    patientId: Annotated[str, Field(pattern=_TOKEN.pattern)]
+
+
+class CdsOrderSelectContext(CdsPatientViewContext):
+    """The context of order-select: the patient, the draft orders and those selected."""
+
+    selections: Annotated[list[str], Field(min_length=1)]
+    draftOrders: CdsSearchBundle
+
+
+class CdsPatientViewRequest(BaseModel):
+    """A patient-view request (service net-embolotherapy-prognosis)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hook: Literal["patient-view"]
+    hookInstance: Annotated[str, Field(min_length=1)]
+    context: CdsPatientViewContext
+    prefetch: CdsPrefetch | None = None  # type: ignore[valid-type]
+
+
+class CdsOrderSelectRequest(CdsPatientViewRequest):
+    """An order-select request (service net-embolotherapy-prognosis-order)."""
+
+    hook: Literal["order-select"]  # type: ignore[assignment]
+    context: CdsOrderSelectContext
+
+
+class CdsHookRequest(RootModel):
+    """A CDS Hooks 2.0 request; each service answers one hook, and a request for the other
+    hook is refused (400)."""
+
+    root: Annotated[CdsPatientViewRequest | CdsOrderSelectRequest, Field(discriminator="hook")]
+
+
+class CdsFeedbackEntry(BaseModel):
+    """Feedback on one card: accepted (with the suggestion taken) or overridden (why)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    card: Annotated[str, Field(pattern=_UUID.pattern)]
+    outcome: Literal["accepted", "overridden"]
+    outcomeTimestamp: str
+    acceptedSuggestions: list[dict[str, Any]] | None = None
+    overrideReason: dict[str, Any] | None = None
+
+
+class CdsFeedbackRequest(BaseModel):
+    """CDS Hooks 2.0 feedback: one entry per card acted on."""
+
+    model_config = ConfigDict(extra="allow")
+
+    feedback: Annotated[list[CdsFeedbackEntry], Field(min_length=1)]
 
 
 # --- discovery ---------------------------------------------------------------------------------
@@ -226,16 +370,21 @@ def parse_hook_request(service_id: str, body: object) -> HookRequest:
     patient_id = context.get("patientId") if isinstance(context, dict) else None
     if not isinstance(patient_id, str) or not _TOKEN.match(patient_id):
         raise CdsRequestError("`context.patientId` (a FHIR id) is required")
-    prefetch = body.get("prefetch") or {}
-    if not isinstance(prefetch, dict):
+    prefetch = body.get("prefetch")
+    if prefetch is None:
+        prefetch = {}
+    elif not isinstance(prefetch, dict):
         raise CdsRequestError("`prefetch` must be an object of prefetch keys")
     selections: tuple[str, ...] = ()
     draft_orders = None
     if hook == "order-select":
-        selections = tuple(context.get("selections") or ())
+        chosen = context.get("selections")
         draft_orders = context.get("draftOrders")
-        if not selections or not all(isinstance(s, str) for s in selections):
-            raise CdsRequestError("order-select: `context.selections` (references) is required")
+        if not (isinstance(chosen, list) and chosen and all(isinstance(s, str) for s in chosen)):
+            raise CdsRequestError(
+                "order-select: `context.selections` (a list of references) is required"
+            )
+        selections = tuple(chosen)
         if not isinstance(draft_orders, dict) or draft_orders.get("resourceType") != "Bundle":
             raise CdsRequestError("order-select: `context.draftOrders` (a Bundle) is required")
     return HookRequest(service_id, hook, instance, patient_id, prefetch, selections, draft_orders)
@@ -260,10 +409,9 @@ def prefetch_resources(request: HookRequest) -> tuple[list[FhirResource], list[s
             continue
         location = f"prefetch.{key}"
         if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-            for index, entry in enumerate(value.get("entry") or []):
-                if isinstance(entry, dict) and _is_match(entry):
-                    where = f"{location}.entry[{index}].resource"
-                    items.append((where, entry.get("resource"), entry.get("fullUrl")))
+            for where, entry in _bundle_entries(value, location):
+                if _is_match(entry):
+                    items.append((f"{where}.resource", entry["resource"], entry.get("fullUrl")))
         else:
             items.append((location, value, None))
     resources = validate_resources(items)
@@ -282,6 +430,44 @@ def prefetch_resources(request: HookRequest) -> tuple[list[FhirResource], list[s
     return resources, missing
 
 
+def _bundle_entries(bundle: Mapping[str, Any], location: str) -> list[tuple[str, dict]]:
+    """The entries of a prefetched or draft-orders Bundle, each with where it is.
+
+    Raises
+    ------
+    FhirValidationError
+        `entry` is not a list, or an entry is not an object holding a `resource` object (and
+        a string `fullUrl`, if it has one).
+    """
+    entries = bundle.get("entry")
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        where = f"{location}.entry"
+        issue = FhirIssue("structure", f"{where} must be a list", expression=where)
+        raise FhirValidationError([issue])
+    found, issues = [], []
+    for index, entry in enumerate(entries):
+        where = f"{location}.entry[{index}]"
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("resource"), dict)
+            and (entry.get("fullUrl") is None or isinstance(entry["fullUrl"], str))
+        ):
+            found.append((where, entry))
+        else:
+            issues.append(
+                FhirIssue(
+                    "structure",
+                    f"{where} must be an object with a resource (and a fullUrl string, if any)",
+                    expression=where,
+                )
+            )
+    if issues:
+        raise FhirValidationError(issues)
+    return found
+
+
 def _is_match(entry: Mapping[str, Any]) -> bool:
     """Whether a searchset entry is a result (not an OperationOutcome of the search)."""
     search = entry.get("search")
@@ -292,13 +478,11 @@ def selected_orders(request: HookRequest) -> list[FhirResource]:
     """The selected draft orders of an order-select request, validated."""
     wanted = set(request.selections)
     items = []
-    for index, entry in enumerate(request.draft_orders.get("entry") or []):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
-            continue
+    for where, entry in _bundle_entries(request.draft_orders, "context.draftOrders"):
+        resource = entry["resource"]
         reference = f"{resource.get('resourceType')}/{resource.get('id')}"
         if reference in wanted or entry.get("fullUrl") in wanted:
-            items.append((f"context.draftOrders.entry[{index}].resource", resource, None))
+            items.append((f"{where}.resource", resource, None))
     return validate_resources(items)
 
 
@@ -515,20 +699,17 @@ def _feedback_entry(service_id: str, index: int, entry: object) -> dict:
         raise CdsRequestError(f"{where}.outcome must be accepted or overridden")
     if not isinstance(entry.get("outcomeTimestamp"), str):
         raise CdsRequestError(f"{where}.outcomeTimestamp (an ISO 8601 instant) is required")
+    suggestion_ids = _suggestion_ids(entry.get("acceptedSuggestions"), where)
+    override = entry.get("overrideReason")
+    if override is not None and not isinstance(override, dict):
+        raise CdsRequestError(f"{where}.overrideReason must be an object")
     chosen = None
     if outcome == "accepted":
-        accepted = entry.get("acceptedSuggestions")
-        if not isinstance(accepted, list) or not accepted:
+        if not suggestion_ids:
             raise CdsRequestError(f"{where}: an accepted outcome needs acceptedSuggestions")
-        ids = {
-            str(s.get("id", "")).removeprefix("urn:uuid:").lower()
-            for s in accepted
-            if isinstance(s, dict)
-        }
-        chosen = next((m for m in MODALITIES if suggestion_uuid(card, m) in ids), None)
+        chosen = next((m for m in MODALITIES if suggestion_uuid(card, m) in suggestion_ids), None)
     reason = None
-    override = entry.get("overrideReason")
-    if outcome == "overridden" and isinstance(override, dict):
+    if outcome == "overridden" and override is not None:
         coding = override.get("reason")
         if isinstance(coding, dict) and isinstance(coding.get("code"), str):
             reason = _known_reason(coding)
@@ -540,6 +721,15 @@ def _feedback_entry(service_id: str, index: int, entry: object) -> dict:
         "override_reason": reason,
         "entry": entry,
     }
+
+
+def _suggestion_ids(accepted: object, where: str) -> set[str]:
+    """The ids of the accepted suggestions (none when absent), lower case without `urn:uuid:`."""
+    if accepted is None:
+        return set()
+    if not isinstance(accepted, list) or not all(isinstance(s, dict) for s in accepted):
+        raise CdsRequestError(f"{where}.acceptedSuggestions must be a list of objects")
+    return {str(s.get("id", "")).removeprefix("urn:uuid:").lower() for s in accepted}
 
 
 def _known_reason(coding: Mapping[str, Any]) -> dict:

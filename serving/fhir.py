@@ -63,6 +63,8 @@ from model.schema import Patient
 from serving.exceptions import ServingError
 
 __all__ = [
+    "EXAMPLE_BUNDLE",
+    "FHIR_MEDIA_TYPES",
     "FHIR_VERSION",
     "MAPPING_PATH",
     "READ_RESOURCE_TYPES",
@@ -522,7 +524,7 @@ def parse_bundle(raw: object) -> list[FhirResource]:
     issues = _validated(get_fhir_model_class("Bundle"), envelope, "Bundle", "Bundle")[1]
     items = []
     if entries is not None and not isinstance(entries, list):
-        issues.append(_issue("structure", "Bundle", "Bundle.entry", "must be a list"))
+        issues.append(_issue("structure", "Bundle.entry", "Bundle.entry", "must be a list"))
         entries = []
     for index, entry in enumerate(entries or []):
         where = f"Bundle.entry[{index}]"
@@ -1520,11 +1522,12 @@ def _fhir_answer(service: Any, request: Request, body: bytes) -> Response:
     return audited_prognosis(service, request, ROUTE_FHIR_PROGNOSIS, mapped, extra)
 
 
-_EXAMPLE_BUNDLE = json.loads(
+EXAMPLE_BUNDLE = json.loads(
     (MAPPING_PATH.parent / "examples" / "fhir" / "g2_pancreas_sirt.bundle.json").read_text(
         encoding="utf-8"
     )
 )
+"""The Bundle of `serving.schemas.EXAMPLE_PATIENT`, the route's documented example."""
 
 
 @fhir_app.post(
@@ -1534,7 +1537,7 @@ _EXAMPLE_BUNDLE = json.loads(
         "requestBody": {
             "required": True,
             "content": {
-                media: {"schema": {"type": "object"}, "example": _EXAMPLE_BUNDLE}
+                media: {"schema": {"type": "object"}, "example": EXAMPLE_BUNDLE}
                 for media in FHIR_MEDIA_TYPES
             },
         }

@@ -16,7 +16,7 @@ import bentoml
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from model.bundle import MONTH_GRID
-from model.schema import Patient
+from model.schema import NOT_A_BOOLEAN, Patient
 from serving.settings import load_settings
 
 __all__ = [
@@ -27,7 +27,10 @@ __all__ = [
     "MAX_BATCH",
     "BatchRequest",
     "ErrorResponse",
+    "FhirBundle",
+    "FhirPrognosis",
     "ModelCard",
+    "OperationOutcome",
     "Prognosis",
     "PrognosisList",
     "PrognosisRequest",
@@ -99,6 +102,7 @@ class PrognosisRequest(bentoml.IODescriptor):
             description="Months since embolotherapy for a patient seen at follow-up and free "
             "of each endpoint's event so far: adds conditional survival S(t)/S(s).",
         ),
+        NOT_A_BOOLEAN,
     ] = None
 
 
@@ -348,3 +352,54 @@ class ErrorResponse(BaseModel):
 
     error: str
     detail: list[ErrorDetail] | None = None
+
+
+# --- FHIR input (POST /v1/fhir/prognosis) ------------------------------------------------------
+
+
+class FhirBundle(BaseModel):
+    """A FHIR R4 Bundle (type collection) of one patient's resources: the envelope only.
+
+    Documents the request body; the route validates the resources themselves with
+    fhir.resources (serving/fhir.py), so what is said here is the least a Bundle must be.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    resourceType: Literal["Bundle"]
+    type: str
+    entry: list[dict[str, Any]] | None = None
+
+
+class FhirPrognosis(Prognosis):
+    """The `/v1/prognosis` answer for the patient a Bundle describes, with that patient and
+    where each field came from."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=None)
+
+    patient: Patient
+    provenance: dict[str, dict[str, Any]] = Field(
+        description="For every patient field, the resource, element and code it came from, or "
+        '`"source"` "default", "derived" or "absent".'
+    )
+
+
+class OutcomeIssue(BaseModel):
+    """One problem: its FHIR issue type, what must hold (no value quoted) and where."""
+
+    model_config = ConfigDict(extra="allow")
+
+    severity: Literal["fatal", "error", "warning", "information"]
+    code: str
+    diagnostics: str | None = None
+    details: dict[str, Any] | None = None
+    expression: list[str] | None = None
+
+
+class OperationOutcome(BaseModel):
+    """A FHIR R4 OperationOutcome: the answer to FHIR input that is refused."""
+
+    model_config = ConfigDict(extra="allow")
+
+    resourceType: Literal["OperationOutcome"]
+    issue: Annotated[list[OutcomeIssue], Field(min_length=1)]

@@ -1,4 +1,4 @@
-"""Request guard (bearer tokens, body size, media type) and log redaction for the service.
+"""Request guard (bearer tokens, body size and depth, media type) and log redaction.
 
 Both are hand-written because they sit below BentoML's API layer, where no maintained
 library fits: BentoML reads a request body whole before any dependency could limit it, and
@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import traceback
 from collections.abc import Iterable
 from types import TracebackType
 
+import numpy as np
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -23,10 +25,14 @@ from serving.settings import Settings, load_settings
 
 __all__ = [
     "CALLER_STATE_KEY",
+    "MAX_JSON_DEPTH",
+    "MAX_TOKEN_CHARS",
     "PROTECTED_PREFIXES",
+    "QueryRedactingFilter",
     "RedactingFilter",
     "RequestGuard",
     "install_log_redaction",
+    "json_depth_exceeds",
 ]
 
 PROTECTED_PREFIXES = ("/v1", "/cds-services")
@@ -41,18 +47,51 @@ REDACTED_LOGGERS = (
     "uvicorn.error",
 )
 """Loggers through which BentoML and uvicorn report request exceptions."""
+ACCESS_LOGGERS = ("uvicorn.access",)
+"""Loggers whose lines quote the request target with its query string (uvicorn's access log,
+emitted when the root logger is at INFO or below, e.g. under `bentoml serve --verbose`)."""
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a JSON body under the protected
+prefixes. The deepest example request (`data/examples/fhir/cds_order_select.json`) nests 10
+levels; Python's `json` and fhir.resources' validators recurse per level and fail with a
+RecursionError (a 500) from a few hundred levels on."""
+MAX_TOKEN_CHARS = 1024
+"""Longest bearer token accepted as well-formed (`netprog token-hash --generate` makes 43)."""
 
 _JSON_TYPES = ("application/json",)
 _REALM = 'Bearer realm="netprog"'
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+"""RFC 6750 §2.1: the syntax of a bearer token (b64token)."""
+_NO_CREDENTIAL = "authentication required: send `Authorization: Bearer <token>`"
+_MALFORMED_CREDENTIAL = (
+    "the Authorization header must be one `Bearer <token>`, the token at most "
+    f"{MAX_TOKEN_CHARS} characters of A-Z a-z 0-9 - . _ ~ + / (RFC 6750)"
+)
+_TOO_DEEP = f"the JSON body must nest arrays and objects at most {MAX_JSON_DEPTH} levels deep"
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+"""Opening brackets to +1, closing ones to -1 (as int8)."""
 
 
 class RequestGuard:
     """ASGI middleware in front of every route.
 
-    In order: bearer-token authentication of `/v1` and `/cds-services` routes (401 without
-    a token, 403 with an unknown one; health, readiness and metrics stay open), the media
-    type of the JSON API routes (415), and the body size (413) both from `Content-Length`
-    and by counting the bytes actually received, so that a chunked body cannot slip past the limit.
+    In order: bearer-token authentication of `/v1` and `/cds-services` routes (health,
+    readiness, metrics, the OpenAPI document and the form stay open), the media type of the
+    JSON API routes (415), the body size (413) both from `Content-Length` and by counting the
+    bytes actually received, so that a chunked body cannot slip past the limit, and the
+    nesting depth of JSON bodies under those prefixes (400 beyond `MAX_JSON_DEPTH`).
+
+    Authentication follows RFC 6750 §2.1 and RFC 7235: the scheme is case-insensitive
+    (`bearer` is `Bearer`) and may be followed by several spaces. No Authorization header, or
+    another scheme (Basic), is 401 with a bare `Bearer` challenge; a malformed bearer
+    credential (no token, characters outside the b64token syntax such as spaces or non-ASCII,
+    over `MAX_TOKEN_CHARS`, or more than one Authorization header) is 401 with
+    ``error="invalid_request"``; a well-formed token that is not configured is 403 with
+    ``error="invalid_token"``. RFC 6750 suggests 400 and 401 for the last two: 401 keeps every
+    request without a usable credential on one path (send a token), and 403 tells a refused
+    token from a missing one, which the form's token dialog relies on.
 
     Parameters
     ----------
@@ -77,7 +116,8 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rejection = self._check_headers(scope, Headers(scope=scope))
+        headers = Headers(scope=scope)
+        rejection = self._check_headers(scope, headers)
         if rejection is not None:
             await rejection(scope, receive, send)
             return
@@ -85,6 +125,9 @@ class RequestGuard:
         if body is None:
             if complete:
                 await self._too_large()(scope, receive, send)
+            return
+        if _is_protected(scope["path"]) and _is_json(headers) and json_depth_exceeds(body):
+            await _error(400, _TOO_DEEP)(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -109,16 +152,14 @@ class RequestGuard:
         return None
 
     def _authenticate(self, headers: Headers) -> tuple[JSONResponse | None, str | None]:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            response = _error(
-                401,
-                "authentication required: send `Authorization: Bearer <token>`",
-                {"WWW-Authenticate": _REALM},
-            )
-            return response, None
-        digest = hashlib.sha256(token.encode("utf-8")).digest()
+        values = headers.getlist("authorization")
+        scheme, _, token = (values[0] if values else "").partition(" ")
+        token = token.strip(" ")
+        if scheme.lower() != "bearer":
+            return _unauthenticated(_NO_CREDENTIAL), None
+        if len(values) > 1 or len(token) > MAX_TOKEN_CHARS or not _TOKEN68.fullmatch(token):
+            return _unauthenticated(_MALFORMED_CREDENTIAL, 'error="invalid_request"'), None
+        digest = hashlib.sha256(token.encode("ascii")).digest()
         matched = None
         for known in self.token_hashes:
             if hmac.compare_digest(digest, known):
@@ -157,6 +198,28 @@ class RequestGuard:
 
 def _is_protected(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in PROTECTED_PREFIXES)
+
+
+def _is_json(headers: Headers) -> bool:
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return not media_type or media_type == "application/json" or media_type.endswith("+json")
+
+
+def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON text nests arrays and objects deeper than `limit`, without parsing it.
+
+    Strings are removed first (brackets inside them do not nest); what remains of an invalid
+    text is counted as it stands, which can only turn one 400 into another.
+    """
+    steps = _JSON_STRING.sub(b"", body).translate(_STEPS, _NOT_BRACKETS)
+    if len(steps) <= limit:
+        return False
+    return bool(np.frombuffer(steps, dtype=np.int8).cumsum(dtype=np.int64).max() > limit)
+
+
+def _unauthenticated(message: str, error: str | None = None) -> JSONResponse:
+    challenge = f"{_REALM}, {error}" if error else _REALM
+    return _error(401, message, {"WWW-Authenticate": challenge})
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -215,9 +278,31 @@ def _redacted_traceback(kind: type[BaseException], trace: TracebackType | None) 
     )
 
 
-def install_log_redaction(names: Iterable[str] = REDACTED_LOGGERS) -> None:
-    """Attach one :class:`RedactingFilter` to each named logger (idempotent)."""
-    for name in names:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-            logger.addFilter(RedactingFilter())
+class QueryRedactingFilter(logging.Filter):
+    """Keep query strings out of uvicorn's access log.
+
+    uvicorn logs each request as ``'%s - "%s %s HTTP/%s" %d'`` with the target's query string,
+    and the CDS Hooks card links to the form with the patient's fields in its query
+    (docs/ehr-integration.md). The query becomes ``?<redacted>``; the path stays, as in
+    BentoML's own access log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            path, mark, _ = args[2].partition("?")
+            if mark:
+                record.args = (*args[:2], f"{path}?<redacted>", *args[3:])
+        return True
+
+
+def install_log_redaction(
+    names: Iterable[str] = REDACTED_LOGGERS, access_names: Iterable[str] = ACCESS_LOGGERS
+) -> None:
+    """Attach one :class:`RedactingFilter` to each logger of `names` and one
+    :class:`QueryRedactingFilter` to each of `access_names` (idempotent)."""
+    for kind, loggers in ((RedactingFilter, names), (QueryRedactingFilter, access_names)):
+        for name in loggers:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, kind) for f in logger.filters):
+                logger.addFilter(kind())

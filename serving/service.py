@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import uuid
 from collections.abc import Sequence
@@ -9,8 +11,10 @@ from collections.abc import Sequence
 import attrs
 import bentoml
 import numpy as np
+from bentoml._internal.server.http import traffic
 from fastapi import FastAPI
 from pydantic_core import to_json
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
@@ -108,6 +112,44 @@ def _check_schema_version(tag, version: str | None) -> None:
         )
 
 
+class RequestTimeout(traffic.TimeoutMiddleware):
+    """BentoML's request timeout (504 after `timeout` s), with its timer cancelled when the
+    request ends.
+
+    BentoML 1.4's own middleware leaves each request's timer on the event loop for the whole
+    timeout, and with it the request's context (its trace span, its future): at 50 requests/s
+    per worker and 300 s, some 15,000 requests' state, about 150 MB per worker, and full
+    garbage collections that pause answers for 0.1-0.2 s (tests/reliability/test_load.py).
+    """
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        timer = loop.call_later(self.timeout, self._set_timer_out, waiter)
+
+        async def _send(message) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+            await send(message)
+
+        handling = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
+        try:
+            await waiter
+        except TimeoutError:
+            if handling.cancel():
+                message = f"Not able to process the request in {self.timeout} seconds"
+                await JSONResponse({"error": message}, status_code=504)(scope, receive, send)
+        else:
+            await handling
+        finally:
+            timer.cancel()
+
+
+# BentoML builds its traffic middleware from this name when each worker's app is made.
+traffic.TimeoutMiddleware = RequestTimeout  # type: ignore[misc]
+
 _SETTINGS = load_settings()
 BUNDLE_TAG = resolve_bundle_tag(_SETTINGS)
 """The model this process serves."""
@@ -121,7 +163,9 @@ model_app = FastAPI(
     name="NetPrognosis",
     service_class=NetPrognosisService,
     workers=_SETTINGS.workers,
-    traffic={"timeout": 300},
+    # Without a bound, an overloaded worker queues every request and its throughput collapses
+    # (tests/reliability/test_load.py); BentoML divides the service's bound among the workers.
+    traffic={"timeout": 300, "max_concurrency": _SETTINGS.max_concurrency * _SETTINGS.workers},
     labels={"project": "netprognosis", "api": "v1", "license": "GPL-3.0-or-later"},
 )
 @bentoml.asgi_app(model_app, path="/v1", name="model-card")
@@ -161,6 +205,11 @@ class NetPrognosis:
                 "API authentication is off: set NETPROG_API_TOKEN_HASHES before exposing "
                 "the service beyond this host"
             )
+        # The model and the libraries leave some 300,000 long-lived objects, which every full
+        # garbage collection scanned again: 0.13-0.16 s every few seconds under load, the
+        # slowest 1 % of answers (tests/reliability/test_load.py). Frozen, they are skipped.
+        gc.collect()
+        gc.freeze()
 
     @bentoml.api(route=ROUTE_PROGNOSIS, output_spec=Prognosis)
     def prognosis(self, request: PrognosisRequest, /, ctx: bentoml.Context) -> Response:
@@ -249,6 +298,46 @@ def _error(ctx: bentoml.Context, status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+class JsonRoutingErrors:
+    """ASGI middleware: the router's own 404 and 405 answered as `{"error": ...}`.
+
+    Every error of this API is JSON (docs/api.md), but Starlette answers a path no route
+    matches, or a method a route lacks, in plain text. Such paths include any with an encoded
+    line break inside (`/cds-services/a%0Ab`): a mounted app's path pattern stops at line ends.
+    """
+
+    _MESSAGES = {
+        404: "no route matches this path; the routes are listed at /docs.json",
+        405: "this route does not answer this method; see /docs.json",
+    }
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        replacement: bytes | None = None
+
+        async def send_json(message) -> None:
+            nonlocal replacement
+            if message["type"] == "http.response.start" and message["status"] in self._MESSAGES:
+                headers = MutableHeaders(raw=list(message["headers"]))
+                if headers.get("content-type", "").startswith("text/plain"):
+                    replacement = to_json({"error": self._MESSAGES[message["status"]]})
+                    headers["content-type"] = "application/json"
+                    headers["content-length"] = str(len(replacement))
+                    message = {**message, "headers": headers.raw}
+            elif message["type"] == "http.response.body" and replacement is not None:
+                if message.get("more_body", False):
+                    return
+                message = {**message, "body": replacement}
+            await send(message)
+
+        await self.app(scope, receive, send_json)
+
+
 if _SETTINGS.cors_allow_origins:
     NetPrognosis.add_asgi_middleware(
         CORSMiddleware,
@@ -257,6 +346,7 @@ if _SETTINGS.cors_allow_origins:
         allow_headers=["Authorization", "Content-Type"],
     )
 NetPrognosis.add_asgi_middleware(RequestGuard, json_routes=(ROUTE_PROGNOSIS, ROUTE_BATCH))
+NetPrognosis.add_asgi_middleware(JsonRoutingErrors)
 # The clinician form at `/`: BentoML tries the API and system routes before mounted apps and
 # hands a mounted app only the paths its own routes match (`/` and `/web/...`), so nothing
 # else is shadowed; it replaces BentoML's own index page.

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         (), description="Origins allowed by CORS; empty (the default): CORS is off."
     )
     workers: int = Field(1, ge=1, le=64, description="BentoML worker processes.")
+    max_concurrency: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Requests one worker holds at once, answering or waiting; more are refused "
+        "at once with 429, so that an overloaded service keeps answering at its capacity "
+        "instead of queueing without bound.",
+    )
 
     @field_validator("api_token_hashes", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 from lifelines.statistics import multivariate_logrank_test
+from lifelines.utils import concordance_index
 from matplotlib.figure import Figure
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
@@ -24,11 +25,10 @@ from sksurv.linear_model.coxph import BreslowEstimator
 from sksurv.metrics import (
     brier_score,
     concordance_index_censored,
-    concordance_index_ipcw,
     cumulative_dynamic_auc,
     integrated_brier_score,
 )
-from sksurv.nonparametric import kaplan_meier_estimator
+from sksurv.nonparametric import CensoringDistributionEstimator, kaplan_meier_estimator
 from sksurv.util import check_y_survival
 
 from model.schema import (
@@ -45,7 +45,7 @@ from model.schema import (
 )
 from training.calibrate import km_median
 from training.exceptions import EvaluationInputError, MissingTruthError
-from training.synthetic import CohortSpec, true_survival
+from training.synthetic import MONTH_DAYS, CohortSpec, true_survival
 
 __all__ = [
     "CALIBRATION_GROUPS",
@@ -217,8 +217,103 @@ def _fit_cox(frame: pd.DataFrame, **options: Any) -> CoxPHFitter:
     lifelines' default Newton-Raphson step (0.95) overshoots from zero on designs with strong
     effects (it diverged on a simulated cohort of 5,000 with Table 1's hazard ratios); a half
     step converges to the same estimate in a few more iterations.
+
+    Durations (months) are rounded to whole days, at least one: registry dates carry no finer
+    resolution, and lifelines then loops over distinct days rather than over every patient
+    (4 times faster at 100,000 patients, the same hazard ratios to four decimals).
     """
+    days = np.maximum(np.round(frame["duration"].to_numpy(dtype=float) * MONTH_DAYS), 1.0)
+    frame = frame.assign(duration=days / MONTH_DAYS)
     return CoxPHFitter().fit(frame, "duration", "event", fit_options={"step_size": 0.5}, **options)
+
+
+PAIRWISE_C_MAX_ROWS = 8_000
+"""Up to this many patients Harrell's C is counted pair by pair (sksurv), above it in
+O(n log n) (lifelines): sksurv's vectorised count is 3 times faster at 4,000 patients, lifelines'
+tree 4 times faster at 20,000 and 17 times at 80,000."""
+
+
+def harrell_c(event, time, risk) -> float:
+    """Harrell's concordance of `risk` (higher = riskier) with the observed outcomes.
+
+    :func:`sksurv.metrics.concordance_index_censored` up to `PAIRWISE_C_MAX_ROWS` patients,
+    lifelines' :func:`~lifelines.utils.concordance_index` above: the same statistic (ties in
+    risk count one half), with the faster algorithm for the size; the held-out interval
+    computes it 200 times.
+    """
+    event, time, risk = np.asarray(event, dtype=bool), np.asarray(time), np.asarray(risk)
+    if len(time) <= PAIRWISE_C_MAX_ROWS:
+        return float(concordance_index_censored(event, time, risk)[0])
+    return float(concordance_index(time, -risk, event))
+
+
+def uno_c(y_train, y_test, risk, tau: float) -> float:
+    """Uno's IPCW concordance of `risk` truncated at `tau`, as sksurv computes it.
+
+    The statistic of :func:`sksurv.metrics.concordance_index_ipcw` (the same censoring
+    weights, from sksurv's :class:`~sksurv.nonparametric.CensoringDistributionEstimator`; the
+    same comparable pairs: an event against everyone followed longer and everyone censored at
+    its time; the same risk tolerance of 1e-8), counted in O(n log n) with a Fenwick tree over
+    the risk ranks. Written here because sksurv compares every event with every patient (8.7 s
+    at 80,000 patients, against about 1 s) and no other library computes Uno's C; the tests
+    hold it equal to sksurv's to 1e-12.
+    """
+    event, time = check_y_survival(y_test)
+    risk = np.asarray(risk, dtype=float)
+    weights = np.zeros(len(time))
+    before_tau = time < tau
+    weights[before_tau] = np.square(
+        CensoringDistributionEstimator().fit(y_train).predict_ipcw(y_test[before_tau])
+    )
+    return _weighted_concordance(event, time, risk, weights)
+
+
+class _RankCounter:
+    """A Fenwick tree: how many inserted values have a rank below a given one, in O(log n)."""
+
+    def __init__(self, n_ranks: int):
+        self.tree = [0] * (n_ranks + 1)
+
+    def add(self, rank: int) -> None:
+        rank += 1
+        while rank < len(self.tree):
+            self.tree[rank] += 1
+            rank += rank & -rank
+
+    def count_below(self, rank: int) -> int:
+        total = 0
+        while rank > 0:
+            total += self.tree[rank]
+            rank -= rank & -rank
+        return total
+
+
+def _weighted_concordance(event, time, risk, weights, tied_tol: float = 1e-8) -> float:
+    """sksurv's weighted concordance (``_estimate_concordance_index``) in O(n log n)."""
+    levels = np.unique(risk)
+    rank = np.searchsorted(levels, risk)
+    below = np.searchsorted(levels, risk - tied_tol, side="left")
+    up_to = np.searchsorted(levels, risk + tied_tol, side="right")
+    counter = _RankCounter(len(levels))
+    numerator = denominator = 0.0
+    inserted = 0
+    order = np.argsort(-time, kind="stable")  # longest follow-up first
+    for group in np.split(order, np.flatnonzero(np.diff(time[order])) + 1):
+        events, censored = group[event[group]], group[~event[group]]
+        for j in censored:  # comparable to the events at the same time
+            counter.add(int(rank[j]))
+        inserted += len(censored)
+        for i in events[weights[events] > 0]:
+            concordant = counter.count_below(int(below[i]))
+            tied = counter.count_below(int(up_to[i])) - concordant
+            numerator += weights[i] * (concordant + 0.5 * tied)
+            denominator += weights[i] * inserted
+        for i in events:
+            counter.add(int(rank[i]))
+        inserted += len(events)
+    if denominator == 0:
+        raise EvaluationInputError("no comparable pairs with positive weight before `tau`")
+    return numerator / denominator
 
 
 def kaplan_meier_at(event, time, horizon: float) -> tuple[float, float, float]:
@@ -488,9 +583,8 @@ def survival_metrics(
     Returns
     -------
     dict
-        ``n_test``, ``n_events``; ``harrell_c``
-        (:func:`~sksurv.metrics.concordance_index_censored`);
-        ``uno_c`` and ``uno_c_tau`` (:func:`~sksurv.metrics.concordance_index_ipcw`, truncated at
+        ``n_test``, ``n_events``; ``harrell_c`` (:func:`harrell_c`);
+        ``uno_c`` and ``uno_c_tau`` (:func:`uno_c`, truncated at
         tau = the 80th percentile of test times capped at the last horizon below the longest
         training time); ``mean_auc`` (:func:`~sksurv.metrics.cumulative_dynamic_auc` over the
         usable horizons); ``ibs`` and ``ibs_range`` (:func:`~sksurv.metrics.integrated_brier_score`
@@ -519,11 +613,11 @@ def survival_metrics(
     metrics: dict[str, Any] = {
         "n_test": n_test,
         "n_events": int(test_event.sum()),
-        "harrell_c": float(concordance_index_censored(test_event, test_time, risk)[0]),
+        "harrell_c": harrell_c(test_event, test_time, risk),
         "uno_c_tau": tau,
     }
-    uno = _attempt(skipped, "uno_c", lambda: concordance_index_ipcw(y_train, y_test, risk, tau))
-    metrics["uno_c"] = float(uno[0]) if uno else math.nan
+    uno = _attempt(skipped, "uno_c", lambda: uno_c(y_train, y_test, risk, tau))
+    metrics["uno_c"] = float(uno) if uno is not None else math.nan
 
     at_horizons = _step_values(survival, grid, usable)
     auc = (
@@ -898,6 +992,10 @@ def _weibull_times(unit_exponential, log_hazard, endpoint, spec) -> np.ndarray:
     return scale * (unit_exponential * np.exp(-log_hazard)) ** (1.0 / shape)
 
 
+MAX_COUNTERFACTUAL_ROWS = 80_000
+"""Most rows in the pooled counterfactual data of :func:`true_marginal_hazard_ratio`."""
+
+
 def true_marginal_hazard_ratio(
     cohort: pd.DataFrame,
     endpoint: str,
@@ -922,6 +1020,10 @@ def true_marginal_hazard_ratio(
     Kaplan-Meier of overall survival) and, for HPFS, at a counterfactual death, which is what an
     IPTW analysis of this cohort estimates.
 
+    The pooled data hold at most `MAX_COUNTERFACTUAL_ROWS` rows: a larger cohort is represented
+    by a random subset of its patients (the estimand is the same; 80,000 rows put its Monte
+    Carlo error near 0.01 on the log scale).
+
     Returns
     -------
     float
@@ -935,6 +1037,9 @@ def true_marginal_hazard_ratio(
     spec = spec or CohortSpec.load()
     rng = np.random.default_rng(seed)
     n = len(cohort)
+    if 2 * n_draws * n > MAX_COUNTERFACTUAL_ROWS:
+        kept = rng.choice(n, MAX_COUNTERFACTUAL_ROWS // (2 * n_draws), replace=False)
+        cohort, n = cohort.iloc[np.sort(kept)], MAX_COUNTERFACTUAL_ROWS // (2 * n_draws)
     pieces = []
     for _ in range(n_draws):
         unit_event, unit_death = rng.exponential(size=n), rng.exponential(size=n)

@@ -310,8 +310,8 @@ def _md_methods(card: dict) -> list[str]:
         f"- Primary: {', '.join(f'{e.upper()} {n}' for e, n in building['primary'].items())} "
         f"({building['primary_choice']}).",
         f"- {building['cv_folds']}-fold cross-validation, {building['n_bootstrap']} bootstrap "
-        f"refits per model for the prediction intervals, seed {building['seed']}; fitted on "
-        f"{building['fitted_on']}.",
+        "refits of each primary model (at its chosen hyperparameters) for the prediction "
+        f"intervals, seed {building['seed']}; fitted on {building['fitted_on']}.",
         "",
     ]
     return lines

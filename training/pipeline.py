@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.model_selection import StratifiedKFold
-from sksurv.metrics import concordance_index_censored
 
 from model.bundle import MONTH_GRID, CurveModel, ModelBundle
 from model.estimators import ESTIMATORS
@@ -119,27 +118,30 @@ def cross_validate(
         for e, n, k in tasks
     )
     by_task = dict(zip(tasks, predictions, strict=True))
-    results: dict[str, dict[str, dict]] = {}
-    for endpoint in ENDPOINTS:
-        y_all = survival_target(cohort, endpoint)
-        results[endpoint] = {}
-        for name in names:
-            risk = np.empty(len(cohort))
-            survival = np.empty((len(cohort), len(MONTH_GRID)))
-            fold_c = []
-            for k, (_, test) in enumerate(folds):
-                risk[test], survival[test] = by_task[(endpoint, name, k)]
-                fold_c.append(
-                    float(
-                        concordance_index_censored(
-                            y_all["event"][test], y_all["months"][test], risk[test]
-                        )[0]
-                    )
-                )
-            metrics = evaluate.survival_metrics(y_all, y_all, risk, survival, times=MONTH_GRID)
-            metrics["fold_harrell_c"] = fold_c
-            results[endpoint][name] = metrics
+    pairs = [(e, n) for e in ENDPOINTS for n in names]
+    metrics = Parallel(n_jobs=n_jobs)(
+        delayed(_pooled_metrics)(
+            survival_target(cohort, e), folds, [by_task[(e, n, k)] for k in range(n_splits)]
+        )
+        for e, n in pairs
+    )
+    results: dict[str, dict[str, dict]] = {endpoint: {} for endpoint in ENDPOINTS}
+    for (endpoint, name), model_metrics in zip(pairs, metrics, strict=True):
+        results[endpoint][name] = model_metrics
     return results
+
+
+def _pooled_metrics(y_all: np.ndarray, folds: list, fold_predictions: list) -> dict:
+    """Metrics of the pooled out-of-fold predictions, with Harrell C per fold."""
+    risk = np.empty(len(y_all))
+    survival = np.empty((len(y_all), len(MONTH_GRID)))
+    fold_c = []
+    for (_, test), (fold_risk, fold_survival) in zip(folds, fold_predictions, strict=True):
+        risk[test], survival[test] = fold_risk, fold_survival
+        fold_c.append(evaluate.harrell_c(y_all["event"][test], y_all["months"][test], fold_risk))
+    metrics = evaluate.survival_metrics(y_all, y_all, risk, survival, times=MONTH_GRID)
+    metrics["fold_harrell_c"] = fold_c
+    return metrics
 
 
 def choose_primary(cv: dict[str, dict[str, dict]]) -> dict[str, str]:
@@ -243,17 +245,18 @@ def leave_one_centre_out(
         delayed(_fold_predictions)(n, cohort, *splits[c], e, seed, params.get(n))
         for e, n, c in tasks
     )
-    by_task = dict(zip(tasks, predictions, strict=True))
+    targets = {endpoint: survival_target(cohort, endpoint) for endpoint in ENDPOINTS}
+    loco_rows = Parallel(n_jobs=n_jobs)(
+        delayed(_loco_row)(c, targets[e], targets[e][splits[c][1]], *prediction)
+        for (e, n, c), prediction in zip(tasks, predictions, strict=True)
+    )
+    by_task = dict(zip(tasks, loco_rows, strict=True))
     tables: dict[str, dict[str, list]] = {}
     spread: dict[str, dict[str, dict]] = {}
     for endpoint in ENDPOINTS:
-        y_all = survival_target(cohort, endpoint)
         tables[endpoint], spread[endpoint] = {}, {}
         for name in ESTIMATORS:
-            rows = [
-                _loco_row(c, y_all, y_all[splits[c][1]], *by_task[(endpoint, name, c)])
-                for c in centres
-            ]
+            rows = [by_task[(endpoint, name, c)] for c in centres]
             tables[endpoint][name] = rows
             c_values = np.array([r["harrell_c"] for r in rows if r["harrell_c"] is not None])
             spread[endpoint][name] = {
@@ -272,9 +275,7 @@ def _harrell_c_interval(y: np.ndarray, risk: np.ndarray, seed: int) -> tuple[flo
     for _ in range(HELD_OUT_BOOTSTRAP):
         rows = rng.integers(0, len(y), len(y))
         if y["event"][rows].any():
-            values.append(
-                concordance_index_censored(y["event"][rows], y["months"][rows], risk[rows])[0]
-            )
+            values.append(evaluate.harrell_c(y["event"][rows], y["months"][rows], risk[rows]))
     lower, upper = np.percentile(values, [2.5, 97.5])
     return float(lower), float(upper)
 
@@ -285,33 +286,45 @@ def predict_rows(curve: CurveModel, rows: pd.DataFrame) -> tuple[np.ndarray, np.
     return curve.log_hazard(design), curve.survival(design)
 
 
-def evaluate_on_rows(bundle: ModelBundle, rows: pd.DataFrame, *, seed: int = 0) -> dict:
+def _held_out_metrics(model: CurveModel, rows: pd.DataFrame, y: np.ndarray, seed: int) -> dict:
+    """:func:`evaluate_on_rows`'s figures for one model, or ``{"note": why}`` if it cannot be."""
+    risk, survival = predict_rows(model, rows)
+    try:
+        metrics = evaluate.survival_metrics(y, y, risk, survival, times=MONTH_GRID)
+    except EvaluationInputError as error:
+        return {"note": str(error)}
+    lower, upper = _harrell_c_interval(y, risk, seed)
+    return {
+        "n": len(rows),
+        "events": int(y["event"].sum()),
+        **headline(metrics),
+        "harrell_c_lower": lower,
+        "harrell_c_upper": upper,
+        "skipped": metrics["skipped"],
+    }
+
+
+def evaluate_on_rows(
+    bundle: ModelBundle, rows: pd.DataFrame, *, seed: int = 0, n_jobs: int = 1
+) -> dict:
     """Every full-data model of `bundle` on cohort `rows` the bundle was not fitted on.
 
     Returns ``{endpoint: {model: metrics}}`` where metrics are :func:`headline` figures plus
     `n`, `events`, `harrell_c_lower`/`_upper` (bootstrap percentile interval) and
     `skipped`; ``{endpoint: {"note": reason}}`` when the rows cannot be evaluated.
     """
-    evaluation: dict[str, dict] = {}
-    for endpoint in ENDPOINTS:
-        y = survival_target(rows, endpoint)
-        evaluation[endpoint] = {}
-        for name, model in bundle.models[endpoint].items():
-            risk, survival = predict_rows(model.full, rows)
-            try:
-                metrics = evaluate.survival_metrics(y, y, risk, survival, times=MONTH_GRID)
-            except EvaluationInputError as error:
-                evaluation[endpoint] = {"note": str(error)}
-                break
-            lower, upper = _harrell_c_interval(y, risk, seed)
-            evaluation[endpoint][name] = {
-                "n": len(rows),
-                "events": int(y["event"].sum()),
-                **headline(metrics),
-                "harrell_c_lower": lower,
-                "harrell_c_upper": upper,
-                "skipped": metrics["skipped"],
-            }
+    targets = {endpoint: survival_target(rows, endpoint) for endpoint in ENDPOINTS}
+    pairs = [(e, name) for e in ENDPOINTS for name in bundle.models[e]]
+    figures = Parallel(n_jobs=n_jobs)(
+        delayed(_held_out_metrics)(bundle.models[e][name].full, rows, targets[e], seed)
+        for e, name in pairs
+    )
+    evaluation: dict[str, dict] = {endpoint: {} for endpoint in ENDPOINTS}
+    for (endpoint, name), result in zip(pairs, figures, strict=True):
+        if "note" in result:
+            evaluation[endpoint] = {"note": result["note"]}
+        elif "note" not in evaluation[endpoint]:
+            evaluation[endpoint][name] = result
     return evaluate.to_jsonable(evaluation)
 
 
@@ -420,9 +433,12 @@ def train(
                 cohort_label=label,
                 primary=primary,
                 estimator_params=estimator_params,
+                primary_ensembles_only=True,
             )
     with steps("held_out", "evaluating on the held-out patients"):
-        held_out_metrics = evaluate_on_rows(bundle, held_out, seed=seed) if len(held_out) else {}
+        held_out_metrics = (
+            evaluate_on_rows(bundle, held_out, seed=seed, n_jobs=n_jobs) if len(held_out) else {}
+        )
     holdout = {
         "rule": HOLDOUT_RULE,
         "fraction": holdout_fraction,
@@ -452,8 +468,14 @@ def train(
             "n_patients": len(cohort),
             "notes": _notes(primary, holdout, loco),
             "endpoints": {
-                endpoint: {"models": cv[endpoint], **evaluate.cohort_analyses(cohort, endpoint)}
-                for endpoint in ENDPOINTS
+                endpoint: {"models": cv[endpoint], **analyses}
+                for endpoint, analyses in zip(
+                    ENDPOINTS,
+                    Parallel(n_jobs=n_jobs)(
+                        delayed(evaluate.cohort_analyses)(cohort, e) for e in ENDPOINTS
+                    ),
+                    strict=True,
+                )
             },
             "held_out": {"holdout": holdout, "endpoints": held_out_metrics},
             "leave_one_centre_out": loco,

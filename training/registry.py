@@ -53,6 +53,8 @@ def save_bundle(
     The model is assembled in a staging store beside the model store (BentoML writes it in a
     temporary folder, then copies it there) and enters the store by one `rename`, so a run
     killed at any point leaves the store as it was: without the new model, or with all of it.
+    BentoML's temporary folder is made inside the staging folder, so that what a killed run
+    leaves behind is removed by the next one.
     """
     labels = {
         "trained_on": bundle.metadata["trained_on"],
@@ -60,16 +62,19 @@ def save_bundle(
     }
     _remove_abandoned_staging()
     staging = _staging_root() / f"{os.getpid()}-{os.urandom(4).hex()}-{socket.gethostname()}"
-    staging.mkdir(parents=True)
-    assembled: Path | None = None
+    store, temporary = staging / "store", staging / "tmp"
+    store.mkdir(parents=True)
+    temporary.mkdir()
     try:
-        with bentoml.models.create(
-            MODEL_NAME,
-            labels=labels,
-            metadata=_store_metadata(bundle.metadata),
-            _model_store=ModelStore(staging),
-        ) as model:
-            assembled = Path(model.path)
+        with (
+            _temporary_files_in(temporary),
+            bentoml.models.create(
+                MODEL_NAME,
+                labels=labels,
+                metadata=_store_metadata(bundle.metadata),
+                _model_store=ModelStore(store),
+            ) as model,
+        ):
             bundle.metadata["tag"] = str(model.tag)
             joblib.dump(bundle, model.path_of(BUNDLE_FILE), compress=3)
             if write_extras is not None:
@@ -81,12 +86,22 @@ def save_bundle(
             }
             model.info.metadata["artifact_sha256"] = checksums
             model.info.metadata["tag"] = str(model.tag)
-        _commit(staging, model.tag)
+        _commit(store, model.tag)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if assembled is not None:
-            shutil.rmtree(assembled, ignore_errors=True)
     return str(model.tag)
+
+
+@contextlib.contextmanager
+def _temporary_files_in(folder: Path) -> Iterator[None]:
+    """Point `tempfile` at `folder` for the block: BentoML assembles a new model in a folder
+    from `tempfile.mkdtemp` and offers no other way to place it."""
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
 
 
 def _store_metadata(value):
@@ -137,11 +152,11 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def _commit(staging: Path, tag) -> None:
+def _commit(staged_store: Path, tag) -> None:
     """Move the staged model into the store by one rename, then point `latest` at it."""
     target = _model_store_dir() / MODEL_NAME / tag.version
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(staging / MODEL_NAME / tag.version, target)
+    os.rename(staged_store / MODEL_NAME / tag.version, target)
     _write_atomically(target.parent / "latest", tag.version)
 
 

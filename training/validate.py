@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
+import csv
 import typing
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,19 @@ from model.schema import MODALITIES, OUTCOME_COLUMNS, TRUTH_PREFIX, Patient
 from training.exceptions import CohortReadError, CohortValidationError
 
 MAX_MESSAGES = 50
+MAX_PROBLEMS = 1000
+"""Validation stops once this many problems are found: more only hide the first ones."""
+MAX_COHORT_ROWS = 1_000_000
+"""Most data rows a cohort may have: far beyond any embolotherapy registry, and a bound on the
+memory a mistaken file can take before it is refused."""
+MAX_COLUMNS = 2000
+MAX_LINE_BYTES = 1 << 20
+"""Longest line of a CSV cohort (1 MiB); a row of the data dictionary takes a few hundred bytes."""
+CELLS_PER_CHUNK, MAX_CHUNK_ROWS = 200_000, 10_000
+"""Rows are parsed and checked this many cells (and at most rows) at a time, so that memory
+stays bounded."""
+_SCAN_BYTES = 4 << 20
+_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _TRUE_FALSE = (True, False, 1, 0, 1.0, 0.0, "True", "False", "true", "false", "1", "0")
 
 
@@ -83,6 +99,8 @@ def _positive_number(series: pd.Series) -> pd.Series:
 
 
 def _hpfs_not_after_os(frame: pd.DataFrame) -> pd.Series:
+    if "hpfs_months" not in frame or "os_months" not in frame:
+        return pd.Series(True, index=frame.index)  # the missing column is reported on its own
     hpfs = pd.to_numeric(frame["hpfs_months"], errors="coerce")
     os_ = pd.to_numeric(frame["os_months"], errors="coerce")
     comparable = _positive_number(frame["hpfs_months"]) & _positive_number(frame["os_months"])
@@ -144,6 +162,10 @@ def build_cohort_schema() -> pa.DataFrameSchema:
 
 
 COHORT_SCHEMA = build_cohort_schema()
+ROW_SCHEMA = COHORT_SCHEMA.update_column("patient_id", unique=False)
+"""The per-row checks, which can run on a chunk of rows; uniqueness is checked on all rows."""
+_UNIQUE_MESSAGE = "must be unique, but this patient_id appears more than once"
+_MISSING = "required column is missing"
 
 
 def _problems_from(failures: pd.DataFrame) -> list[Problem]:
@@ -155,7 +177,7 @@ def _problems_from(failures: pd.DataFrame) -> list[Problem]:
         if check == "column_in_dataframe":
             key, problem = (
                 (None, failure.failure_case),
-                Problem(None, str(failure.failure_case), "required column is missing"),
+                Problem(None, str(failure.failure_case), _MISSING),
             )
         elif failure.schema_context == "DataFrameSchema":
             key, problem = (row, check), Problem(row, None, check)
@@ -164,7 +186,7 @@ def _problems_from(failures: pd.DataFrame) -> list[Problem]:
         else:
             message = {
                 "not_nullable": "a value is required here",
-                "field_uniqueness": "must be unique, but this patient_id appears more than once",
+                "field_uniqueness": _UNIQUE_MESSAGE,
             }.get(check, check)
             key, problem = (row, failure.column), Problem(row, str(failure.column), message)
         if key not in seen:
@@ -188,6 +210,10 @@ def _feature_problems(feature_columns) -> list[Problem]:
 def validate_cohort(frame: pd.DataFrame, feature_columns=None) -> pd.DataFrame:
     """Check a cohort and return it typed, or raise with every problem found.
 
+    The rows are checked in chunks; validation stops after the chunk in which the
+    `MAX_PROBLEMS`-th problem is found, so that a wrong file is refused in bounded time and
+    memory, and says so.
+
     Parameters
     ----------
     frame : DataFrame, shape = (n_patients, n_columns)
@@ -198,19 +224,78 @@ def validate_cohort(frame: pd.DataFrame, feature_columns=None) -> pd.DataFrame:
     Raises
     ------
     CohortValidationError
-        With all problems (row, column, what was expected); nothing is returned partially.
+        With all problems (row, column, what was expected), up to `MAX_PROBLEMS`; nothing is
+        returned partially.
     """
     problems = _feature_problems(feature_columns)
     if frame.empty:
         problems.append(Problem(None, None, "the cohort has no rows"))
     else:
-        try:
-            COHORT_SCHEMA.validate(frame, lazy=True)
-        except pa.errors.SchemaErrors as errors:
-            problems += _problems_from(errors.failure_cases)
+        problems += _checked_rows(_chunks(frame))[0] + _duplicate_problems(frame)
     if problems:
-        raise CohortValidationError(problems, len(frame))
+        raise CohortValidationError(_ordered(problems), len(frame))
     return _typed(frame)
+
+
+def _chunks(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    size = _chunk_rows(frame.shape[1])
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start : start + size]
+
+
+def _chunk_rows(n_columns: int) -> int:
+    return min(MAX_CHUNK_ROWS, max(100, CELLS_PER_CHUNK // max(n_columns, 1)))
+
+
+def _checked_rows(chunks: Iterable[pd.DataFrame]) -> tuple[list[Problem], bool]:
+    """Problems of the per-row checks, chunk by chunk, and whether the checks stopped early.
+
+    They stop before a chunk once `MAX_PROBLEMS` problems are found or a required column is
+    missing: the rest would only bury the first problems. The problems then end with a note
+    saying where it stopped (the note counted in `MAX_PROBLEMS`).
+    """
+    problems: list[Problem] = []
+    seen: set[tuple] = set()
+    rows = 0
+    for chunk in chunks:
+        if len(problems) >= MAX_PROBLEMS or any(p.message == _MISSING for p in problems):
+            return [_stopped_after(rows, problems), *_ordered(problems)[: MAX_PROBLEMS - 1]], True
+        rows += len(chunk)
+        try:
+            ROW_SCHEMA.validate(chunk, lazy=True)
+        except pa.errors.SchemaErrors as errors:
+            for problem in _problems_from(errors.failure_cases):
+                if (key := (problem.row, problem.column, problem.message)) not in seen:
+                    seen.add(key)
+                    problems.append(problem)
+    return problems, False
+
+
+def _stopped_after(rows: int, problems: list[Problem]) -> Problem:
+    if any(p.message == _MISSING for p in problems):
+        why = "because required columns are missing"
+        remedy = "fix the header (the names of the data dictionary, docs/retraining.md)"
+    else:
+        why = f"at {MAX_PROBLEMS} problems"
+        remedy = "so many usually mean a wrong file, delimiter or header: fix the first problems"
+    return Problem(
+        None,
+        None,
+        f"validation stopped after row {rows} {why}; later rows were not checked and more "
+        f"problems may follow: {remedy} and validate again",
+    )
+
+
+def _duplicate_problems(frame: pd.DataFrame) -> list[Problem]:
+    if "patient_id" not in frame:
+        return []
+    ids = frame["patient_id"]
+    repeated = frame.index[ids.duplicated(keep=False) & ids.notna()]
+    return [Problem(int(row) + 1, "patient_id", _UNIQUE_MESSAGE) for row in repeated[:MAX_PROBLEMS]]
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.row or 0, p.column or ""))
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -235,25 +320,160 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_cohort(path: str | Path) -> pd.DataFrame:
-    """Read a cohort file (CSV or Parquet, by extension) without interpreting it."""
+    """Read a cohort file (CSV or Parquet, by extension) without interpreting it.
+
+    A file that cannot be a cohort is refused before it is loaded whole, in bounded memory:
+    a CSV that is empty, not UTF-8 text (binary, UTF-16, Latin-1), has a line over
+    `MAX_LINE_BYTES`, more than `MAX_COLUMNS` columns or `MAX_COHORT_ROWS` rows; a Parquet
+    file with more rows or columns than that; and a CSV whose rows reach `MAX_PROBLEMS`
+    validation problems (checked chunk by chunk as it is parsed).
+
+    Raises
+    ------
+    CohortReadError
+        The file is missing, unreadable or beyond the limits; the message says which byte,
+        line or limit, never a value.
+    CohortValidationError
+        The CSV's rows reach `MAX_PROBLEMS` problems; the first ones are listed.
+    """
     path = Path(path)
     if not path.is_file():
         raise CohortReadError(f"cohort file must exist, but {path} was not found")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype={"patient_id": str}, encoding="utf-8")
+            return _read_csv(path)
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            return _read_parquet(path)
+    except (CohortReadError, CohortValidationError):
+        raise
     except UnicodeDecodeError as error:
         raise CohortReadError(
             f"{path.name} must be UTF-8 text, but byte {error.start} is not; re-export it as UTF-8"
         ) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as error:
+    except pd.errors.ParserError as error:
+        raise CohortReadError(
+            f"{path.name} could not be read as csv: {_first_line(error)}; check the delimiter "
+            "(a comma) and the quoting of the export"
+        ) from None
+    except (pd.errors.EmptyDataError, OSError, ValueError) as error:
         raise CohortReadError(
             f"{path.name} could not be read as {suffix[1:]}: {type(error).__name__}"
         ) from None
     raise CohortReadError(f"cohort file must end in .csv or .parquet, but got {path.name!r}")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    n_lines = _check_csv_text(path)
+    n_columns = _count_header_columns(path)
+    options = {"dtype": {"patient_id": str}, "encoding": "utf-8"}
+    with pd.read_csv(path, chunksize=_chunk_rows(n_columns), **options) as chunks:
+        problems, stopped = _checked_rows(chunks)
+    if stopped:
+        raise CohortValidationError(problems, n_lines - 1)
+    return pd.read_csv(path, **options)
+
+
+def _check_csv_text(path: Path) -> int:
+    """Refuse a CSV that is empty, not UTF-8 text, or has too long or too many lines, reading
+    it a block at a time; return its number of lines."""
+    if path.stat().st_size == 0:
+        raise CohortReadError(
+            f"{path.name} could not be read as csv: the file is empty; export a header row "
+            "and one row per patient"
+        )
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines, line_start = 0, 0, 0
+    with open(path, "rb") as handle:
+        while block := handle.read(_SCAN_BYTES):
+            _check_utf8(path, block, offset, lines, decoder)
+            newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 0x0A) + offset
+            if newlines.size:
+                lengths = newlines - np.concatenate(([line_start], newlines[:-1] + 1))
+                if lengths[longest := int(lengths.argmax())] > MAX_LINE_BYTES:
+                    raise _line_too_long(path, lines + longest + 1)
+                lines += newlines.size
+                line_start = int(newlines[-1]) + 1
+            offset += len(block)
+            if offset - line_start > MAX_LINE_BYTES:
+                raise _line_too_long(path, lines + 1)
+            if lines > MAX_COHORT_ROWS + 1:
+                raise _too_many_rows(path)
+        _check_utf8(path, b"", offset, lines, decoder, final=True)
+    lines += offset > line_start
+    if lines > MAX_COHORT_ROWS + 1:
+        raise _too_many_rows(path)
+    return lines
+
+
+def _too_many_rows(path: Path) -> CohortReadError:
+    rows = "data rows (lines after the header)" if path.suffix.lower() == ".csv" else "rows"
+    return CohortReadError(
+        f"{path.name} must have at most {MAX_COHORT_ROWS:,} {rows}, but has more; check that "
+        "this is the cohort export, or split it"
+    )
+
+
+def _check_utf8(path: Path, block: bytes, offset: int, lines: int, decoder, final=False) -> None:
+    """Raise at the first byte of `block` (at `offset`, after `lines` lines) that is not UTF-8
+    text: invalid UTF-8 or a NUL byte, which valid UTF-8 allows but no CSV export contains."""
+    pending = len(decoder.getstate()[0])
+    nul = block.find(b"\0")
+    found = [nul] if nul >= 0 else []
+    try:
+        decoder.decode(block, final)
+    except UnicodeDecodeError as error:
+        found.append(error.start - pending)
+    if not found:
+        return
+    bad = min(found)
+    position, line = offset + bad, lines + block.count(b"\n", 0, max(bad, 0)) + 1
+    if position == 0 and block.startswith(_UTF16_MARKS):
+        what = "it starts with a UTF-16 byte-order mark"
+    elif block[bad : bad + 1] == b"\0":
+        what = f"byte {position} (line {line}) is a NUL byte, as in UTF-16 or a binary file"
+    else:
+        what = f"byte {position} (line {line}) is not (Latin-1 or another encoding?)"
+    raise CohortReadError(f"{path.name} must be UTF-8 text, but {what}; re-export it as UTF-8")
+
+
+def _line_too_long(path: Path, line: int) -> CohortReadError:
+    return CohortReadError(
+        f"{path.name} could not be read as csv: line {line} is longer than "
+        f"{MAX_LINE_BYTES // 1024} KiB, where a cohort row has a few hundred bytes; check the "
+        "line endings and that this is the cohort export"
+    )
+
+
+def _count_header_columns(path: Path) -> int:
+    with open(path, encoding="utf-8", newline="") as handle:
+        header = next(csv.reader([handle.readline()]), [])
+    if len(header) > MAX_COLUMNS:
+        raise _too_many_columns(path, len(header))
+    return len(header)
+
+
+def _too_many_columns(path: Path, n_columns: int) -> CohortReadError:
+    return CohortReadError(
+        f"{path.name} must have at most {MAX_COLUMNS} columns, but has {n_columns}; "
+        "export the columns of the data dictionary (docs/retraining.md)"
+    )
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    if metadata.num_rows > MAX_COHORT_ROWS:
+        raise _too_many_rows(path)
+    if metadata.num_columns > MAX_COLUMNS:
+        raise _too_many_columns(path, metadata.num_columns)
+    return pd.read_parquet(path)
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def load_cohort(path: str | Path) -> pd.DataFrame:

@@ -299,6 +299,80 @@ def test_penalized_cox_risk_score_is_coef_times_centred_features(cohort):
     )
 
 
+def test_tuned_params_refit_the_chosen_model_without_tuning_it_again(estimator_name, cohort):
+    X, y = cohort
+    tuned = _make(estimator_name).fit(X, y)
+    refit = clone(tuned).set_params(**tuned.tuned_params()).fit(X, y)
+
+    np.testing.assert_allclose(refit.predict(X), tuned.predict(X), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        refit.predict_survival_function(X, return_array=True),
+        tuned.predict_survival_function(X, return_array=True),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+def test_penalized_cox_with_a_fixed_path_runs_no_cross_validation(cohort):
+    X, y = cohort
+    tuned = _make("coxnet").fit(X, y)
+    refit = PenalizedCox(**tuned.tuned_params()).fit(X.iloc[:300], y[:300])
+
+    assert refit.cv_results_ is None
+    assert refit.best_index_ is None
+    assert (refit.alpha_, refit.l1_ratio_) == (tuned.alpha_, tuned.l1_ratio_)
+    assert not np.allclose(refit.coef_, tuned.coef_)  # other rows, same penalty
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"alphas": (0.1, 0.2)}, "strictly decreasing"),
+        ({"alphas": (0.1, -0.01)}, "positive"),
+        ({"alphas": ()}, "non-empty"),
+        ({"alphas": (0.1, 0.01), "l1_ratios": (0.5, 1.0)}, "must hold one value"),
+    ],
+)
+def test_penalized_cox_rejects_a_path_it_cannot_fit(cohort, params, message):
+    X, y = cohort
+
+    with pytest.raises(InvalidEstimatorParameter, match=message):
+        PenalizedCox(**params).fit(X, y)
+
+
+def test_boosted_cox_tuned_params_fix_the_rounds_early_stopping_chose(cohort):
+    X, y = cohort
+    tuned = _make("xgboost").fit(X, y)
+
+    assert tuned.tuned_params() == {
+        "n_estimators": tuned.best_iteration_ + 1,
+        "early_stopping_rounds": None,
+    }
+
+
+@pytest.mark.parametrize(("many_events", "folds"), [(10**9, 5), (1, 3)])
+def test_penalized_cox_auto_cv_uses_three_folds_only_for_many_events(
+    cohort, monkeypatch, many_events, folds
+):
+    import model.estimators
+
+    X, y = cohort
+    monkeypatch.setattr(model.estimators, "MANY_EVENTS", many_events)
+    auto = PenalizedCox(cv="auto", random_state=0).fit(X, y)
+    explicit = PenalizedCox(cv=folds, random_state=0).fit(X, y)
+
+    np.testing.assert_array_equal(
+        auto.cv_results_["mean_cv_deviance"], explicit.cv_results_["mean_cv_deviance"]
+    )
+
+
+def test_penalized_cox_rejects_a_cv_that_is_neither_auto_a_count_nor_a_splitter(cohort):
+    X, y = cohort
+
+    with pytest.raises(InvalidEstimatorParameter, match="`cv` must be 'auto'"):
+        PenalizedCox(cv="five").fit(X, y)
+
+
 def test_penalized_cox_rejects_l1_ratios_outside_zero_to_one(cohort):
     X, y = cohort
 

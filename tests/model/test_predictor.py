@@ -390,3 +390,21 @@ def test_a_bundle_for_another_schema_version_is_rejected(prognosis_bundle):
 def test_an_unknown_primary_model_is_rejected(prognosis_bundle):
     with pytest.raises(ModelError, match="primary model"):
         Predictor(dataclasses.replace(prognosis_bundle, primary={"hpfs": "cox", "os": "coxnet"}))
+
+
+def test_a_primary_family_fitted_without_members_is_rejected_instead_of_giving_no_interval():
+    from training.fit import fit_bundle
+    from training.synthetic import simulate_cohort
+
+    bundle = fit_bundle(
+        simulate_cohort(300, seed=5),
+        n_bootstrap=2,
+        primary={"hpfs": "coxnet", "os": "coxnet"},
+        primary_ensembles_only=True,
+        estimator_params={"coxnet": {"cv": 3, "n_alphas": 20, "l1_ratios": (0.9,)}},
+    )
+
+    assert [len(bundle.models["os"][name].members) for name in ("coxnet", "xgboost")] == [2, 0]
+    assert Predictor(bundle).endpoints["os"].primary.n_members == 2
+    with pytest.raises(ModelError, match="bootstrap members"):
+        Predictor(dataclasses.replace(bundle, primary={"hpfs": "coxnet", "os": "xgboost"}))

@@ -58,3 +58,39 @@ def serve(reliability_model_tag, tmp_path) -> Iterator[Callable[..., Served]]:
             return dataclasses.replace(server, audit_log=Path(settings["audit_log"]))
 
         yield start
+
+
+VERBOSE_TARGET = "--verbose"
+"""Passed to `tests.served.served` as its target, so that `bentoml serve --verbose` runs.
+
+BentoML 1.4 has no environment switch for its debug logs under `bentoml serve`: click reads
+`BENTOML_VERBOSITY=1` as the `--quiet` flag (any true value sets it), and the CLI overwrites
+`BENTOML_DEBUG`. Given the flag in the target's place, `bentoml serve` serves the
+bentofile's service, `serving.service:NetPrognosis`, from the working directory."""
+
+
+@pytest.fixture(scope="module")
+def serve_module(reliability_model_tag, tmp_path_factory) -> Iterator[Callable[..., Served]]:
+    """Factory like `serve`, for servers shared by the tests of one module.
+
+    ``serve_module(verbose=False, env=None, **settings)``: `verbose` starts `bentoml serve
+    --verbose`, which logs every logger at DEBUG; `env` adds other environment variables
+    (``TMPDIR``...). Servers stop when the module's tests are done.
+    """
+    folder = tmp_path_factory.mktemp("served")
+    numbers = itertools.count()
+    with contextlib.ExitStack() as stack:
+
+        def start(*, verbose: bool = False, env: dict[str, str] | None = None, **settings):
+            number = next(numbers)
+            settings.setdefault("model_tag", reliability_model_tag)
+            settings.setdefault("api_token_hashes", hash_token(TOKEN))
+            settings.setdefault("audit_log", folder / f"audit-{number}" / "audit.jsonl")
+            variables = {f"NETPROG_{name.upper()}": str(value) for name, value in settings.items()}
+            variables |= env or {}
+            log_path = folder / f"server-{number}.log"
+            target = {"target": VERBOSE_TARGET} if verbose else {}
+            server = stack.enter_context(served(variables, log_path, **target))
+            return dataclasses.replace(server, audit_log=Path(settings["audit_log"]))
+
+        yield start

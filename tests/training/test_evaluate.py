@@ -8,15 +8,18 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
 from sksurv.util import Surv
 
 from training.evaluate import (
     DECISION_HORIZON,
     NOT_FOR_CLINICAL_USE,
+    PAIRWISE_C_MAX_ROWS,
     SYNTHETIC_WARNING,
     PublishedCox,
     cohort_analyses,
     decision_curve,
+    harrell_c,
     hazard_ratio_table,
     kaplan_meier_at,
     kaplan_meier_by,
@@ -29,6 +32,7 @@ from training.evaluate import (
     survival_on_grid,
     to_jsonable,
     true_marginal_hazard_ratio,
+    uno_c,
     write_report,
 )
 from training.exceptions import EvaluationInputError, MissingTruthError
@@ -282,3 +286,33 @@ def test_report_is_self_contained_with_the_warning_and_its_json_has_no_nan(
         loaded["endpoints"]["os"]["models"]["kaplan_meier"]["horizons"]["24"]["calibration_slope"]
         is None
     )
+
+
+def _tied_outcomes(n: int, seed: int, *, rounded: bool):
+    """Outcomes with ties in time (events and censorings on the same day) and in risk."""
+    rng = np.random.default_rng(seed)
+    event_time, censoring = rng.exponential(10, n), rng.exponential(15, n)
+    time = np.minimum(event_time, censoring)
+    risk = rng.normal(size=n) - time / 20
+    if rounded:
+        time, risk = np.maximum(np.round(time), 0.5), np.round(risk, 1)
+    return Surv.from_arrays(event_time <= censoring, time), risk
+
+
+@pytest.mark.parametrize(("n", "rounded"), [(500, True), (3000, True), (3000, False)])
+def test_uno_c_equals_sksurvs_concordance_index_ipcw_with_ties_in_time_and_risk(n, rounded):
+    y, risk = _tied_outcomes(n, seed=n, rounded=rounded)
+    tau = float(np.quantile(y["time"], 0.8))
+
+    expected = concordance_index_ipcw(y, y, risk, tau)[0]
+
+    assert uno_c(y, y, risk, tau) == pytest.approx(expected, abs=1e-12)
+    assert uno_c(y, y, -risk, tau) == pytest.approx(1 - expected, abs=1e-12)
+
+
+def test_harrell_c_equals_sksurvs_on_both_sides_of_the_algorithm_switch():
+    for n in (PAIRWISE_C_MAX_ROWS, PAIRWISE_C_MAX_ROWS + 1):
+        y, risk = _tied_outcomes(n, seed=7, rounded=True)
+        expected = concordance_index_censored(y["event"], y["time"], risk)[0]
+
+        assert harrell_c(y["event"], y["time"], risk) == pytest.approx(expected, abs=1e-12)

@@ -885,6 +885,30 @@
     renderCharts(lastPrognosis);
   }
 
+  // ---- Filled in from a link ----------------------------------------------------------------
+  // A CDS Hooks card links to this page with the patient's fields as query parameters, named as
+  // the fields (docs/ehr-integration.md). They fill the form, nothing is sent until the
+  // clinician presses Estimate, and the query is taken off the address so that the patient's
+  // values do not stay in the tab's history.
+
+  function fillFromLink() {
+    const params = new URLSearchParams(window.location.search);
+    let filled = 0;
+    for (const field of fields) {
+      if (!params.has(field.name)) continue;
+      const control = $(field.id);
+      if (field.control === "checkbox") control.checked = params.get(field.name) === "true";
+      else control.value = params.get(field.name);
+      filled += 1;
+    }
+    if (window.location.search) {
+      history.replaceState(null, "", window.location.pathname + window.location.hash);
+    }
+    if (filled) {
+      status.textContent = `${filled} fields filled in from the link: check them, then estimate the prognosis.`;
+    }
+  }
+
   // ---- Start --------------------------------------------------------------------------------
 
   form.addEventListener("submit", submit);
@@ -896,6 +920,7 @@
   window.addEventListener("beforeprint", beforePrint);
   window.addEventListener("afterprint", afterPrint);
   window.netprog = { beforePrint, afterPrint };
+  fillFromLink();
   if (typeof Plotly === "undefined") {
     status.textContent = "The charting library did not load: the service cannot draw charts. Ask the administrator to install plotly.";
   }
