@@ -141,14 +141,8 @@ _MEDICATION_STATUSES = {
 _QUOTING_ERRORS = ("fhir-validation-wrong-resource-type",)
 _PRESENT_CLINICAL = (None, "active", "recurrence", "relapse")
 _CONFIRMED = (None, "confirmed")
-_SUBJECT_TYPES = (
-    "Condition",
-    "Observation",
-    "Procedure",
-    "ServiceRequest",
-    "MedicationStatement",
-    "MedicationRequest",
-)
+_SUBJECT_TYPES = tuple(t for t in READ_RESOURCE_TYPES if t not in ("Patient", "Medication"))
+"""The read resource types that refer to the patient through `subject`."""
 
 
 # --- errors ------------------------------------------------------------------------------------

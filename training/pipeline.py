@@ -118,11 +118,10 @@ def cross_validate(
         for e, n, k in tasks
     )
     by_task = dict(zip(tasks, predictions, strict=True))
+    targets = {endpoint: survival_target(cohort, endpoint) for endpoint in ENDPOINTS}
     pairs = [(e, n) for e in ENDPOINTS for n in names]
     metrics = Parallel(n_jobs=n_jobs)(
-        delayed(_pooled_metrics)(
-            survival_target(cohort, e), folds, [by_task[(e, n, k)] for k in range(n_splits)]
-        )
+        delayed(_pooled_metrics)(targets[e], folds, [by_task[(e, n, k)] for k in range(n_splits)])
         for e, n in pairs
     )
     results: dict[str, dict[str, dict]] = {endpoint: {} for endpoint in ENDPOINTS}
