@@ -2,8 +2,11 @@
 
 Each benchmark runs as ``python -m bench.<name>`` in its own subprocess, so that one's
 threads, caches and memory high-water marks do not leak into the next, and writes its own
-section of ``bench/RESULTS.md``. ``serving`` and ``prognosis`` run only when their modules
-exist. The whole run is meant to finish within 30 minutes on a 2-core machine.
+section of ``bench/RESULTS.md`` and its figures to ``bench/<name>.json``; the run ends by
+rebuilding RESULTS.md (:func:`bench.common.rebuild_results`), so that every section, measured
+or not, and the targets table are there. The benchmarks run in the order of
+:data:`bench.common.SECTIONS`. A benchmark whose module is missing (``coverage`` is written
+separately) is skipped, saying so, in a full run, and is an error when named with ``--only``.
 
 Run from the repository root::
 
@@ -17,11 +20,11 @@ import importlib.util
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-BENCHES = ("quality", "training", "serving", "prognosis")
+from bench.common import REPO_ROOT, SECTIONS, rebuild_results
+
+BENCHES = SECTIONS
 BUDGET_SECONDS = 30 * 60
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _present(name: str) -> bool:
@@ -37,13 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     chosen = [n for n in (args.only or BENCHES) if n not in args.skip]
+    missing = [n for n in chosen if not _present(n)]
+    if args.only and missing:
+        parser.error(
+            f"asked for {', '.join(missing)}, but bench/{missing[0]}.py is not present; run the "
+            "others, or add the module"
+        )
 
     durations: dict[str, str] = {}
     failed = []
     start = time.perf_counter()
     for name in chosen:
-        if not _present(name):
-            durations[name] = "skipped: no bench/" + name + ".py"
+        if name in missing:
+            durations[name] = f"skipped: no bench/{name}.py"
             print(f"== {name}: skipped (module bench.{name} not present)", flush=True)
             continue
         print(f"== {name}", flush=True)
@@ -57,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if returncode != 0:
             failed.append(name)
     total = time.perf_counter() - start
+    if not args.no_write:
+        print(f"\nrebuilt {rebuild_results()}")
 
     print("\n== benchmark wall times")
     for name, text in durations.items():

@@ -26,7 +26,8 @@ its descendants, sampled by the parent with psutil every 0.1 s (it counts shared
 per process and can miss spikes shorter than the sampling interval). ``--device cuda``
 variants of ``BoostedCox`` run only when ``nvidia-smi`` lists a GPU.
 
-Target: the whole training at 100,000 patients within 10 minutes.
+Target: ``bench.common.TARGETS["training_100k_min"]``, judged on a measured run only (an
+extrapolation is reported beside it, not judged).
 
 Run from the repository root::
 
@@ -48,11 +49,14 @@ from pathlib import Path
 import psutil
 
 from bench.common import (
+    SECTION_TITLES,
+    TARGETS,
     command_line,
     environment,
     environment_lines,
     gpu_present,
     markdown_table,
+    target_lines,
     write_section,
 )
 
@@ -61,7 +65,7 @@ ESTIMATOR_SIZES = (1_000, 10_000, 100_000)
 BOOSTED_ONLY_SIZE = 1_000_000
 PIPELINE_SIZES = (1_000, 10_000, 100_000)
 PIPELINE_TARGET_SIZE = 100_000
-PIPELINE_TARGET_SECONDS = 600.0
+PIPELINE_TARGET = TARGETS["training_100k_min"]
 FIXED_ROUNDS = 100
 SAMPLE_SECONDS = 0.1
 RESULT_PREFIX = "BENCH-RESULT "
@@ -135,6 +139,7 @@ def _fit_pipeline(patients: int, seed: int) -> dict:
         n_bootstrap=20,
         n_splits=5,
         n_jobs=2,
+        cohort_label="synthetic",
         progress=lambda step: marks.append((step, time.perf_counter())),
     )
     end = time.perf_counter()
@@ -336,13 +341,16 @@ def pipeline_verdict(results: list[dict]) -> tuple[str, float | None, bool]:
 def _target_text(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
-    if seconds <= PIPELINE_TARGET_SECONDS:
-        return f"met ({seconds / 60:.1f} min <= {PIPELINE_TARGET_SECONDS / 60:.0f} min)"
-    over = seconds - PIPELINE_TARGET_SECONDS
-    return (
-        f"MISSED by {over / 60:.1f} min ({seconds / 60:.1f} min against "
-        f"{PIPELINE_TARGET_SECONDS / 60:.0f} min, {seconds / PIPELINE_TARGET_SECONDS:.1f}x)"
-    )
+    minutes = seconds / 60
+    if PIPELINE_TARGET.met(minutes):
+        return f"met ({minutes:.1f} min, bar {PIPELINE_TARGET.text})"
+    return f"MISSED ({minutes:.1f} min, bar {PIPELINE_TARGET.text})"
+
+
+def target_values(results: list[dict]) -> dict[str, float | None]:
+    """The figure the training target judges: a measured run at 100,000 patients only."""
+    _, seconds, measured = pipeline_verdict(results)
+    return {"training_100k_min": seconds / 60 if measured and seconds is not None else None}
 
 
 def _stage_lines(results: list[dict]) -> list[str]:
@@ -371,7 +379,7 @@ def section_markdown(results: list[dict], args, env: dict, gpu: bool, elapsed: f
     """The RESULTS.md "training" section."""
     description, seconds, _ = pipeline_verdict(results)
     lines = [
-        "## Training cost",
+        f"## {SECTION_TITLES[SECTION]}",
         "",
         *environment_lines(env, command_line()),
         f"- synthetic OS cohorts (seed {args.seed}); each row is a fresh subprocess; time: "
@@ -416,7 +424,7 @@ def section_markdown(results: list[dict], args, env: dict, gpu: bool, elapsed: f
     estimate = extrapolate_pipeline(results)
     lines += ["", f"Whole training at {PIPELINE_TARGET_SIZE:,} patients ({description}): "]
     if seconds is not None:
-        lines[-1] += f"{seconds / 60:.1f} min; target <= 10 min: {_target_text(seconds)}."
+        lines[-1] += f"{seconds / 60:.1f} min."
     if description == "EXTRAPOLATED" and estimate is not None:
         lines[-1] += (
             f" Extrapolated from the 10,000-patient run: cross-validation and ensembles scaled by "
@@ -425,6 +433,7 @@ def section_markdown(results: list[dict], args, env: dict, gpu: bool, elapsed: f
             "(x10); "
             "measure it with `--pipeline-sizes 1000 10000 100000`."
         )
+    lines += ["", *target_lines(SECTION, target_values(results))]
     return "\n".join(lines) + "\n"
 
 
@@ -473,7 +482,17 @@ def run(args: argparse.Namespace) -> list[dict]:
     print(f"training bench: {elapsed / 60:.1f} min")
     if not args.no_write:
         env = environment(PACKAGES)
-        path = write_section(SECTION, section_markdown(results, args, env, gpu, elapsed))
+        figures = {
+            "environment": env,
+            "settings": vars(args),
+            "gpu": gpu,
+            "wall_minutes": elapsed / 60,
+            "measurements": results,
+            "boosted_1m_extrapolated": extrapolate_boosted(results),
+            "pipeline_100k_extrapolated": extrapolate_pipeline(results),
+            "targets": target_values(results),
+        }
+        path = write_section(SECTION, section_markdown(results, args, env, gpu, elapsed), figures)
         print(f"wrote the '{SECTION}' section of {path}")
     return results
 

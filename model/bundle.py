@@ -54,13 +54,23 @@ class CurveModel:
 
 @dataclass
 class EndpointModel:
-    """One model family for one endpoint: the full-data fit and its bootstrap ensemble."""
+    """One model family for one endpoint: the full-data fit and what its intervals come from.
+
+    A linear (Cox) family carries `components`, the relaxed Cox fits whose summed cumulative
+    hazards give the endpoint's survival with delta-method intervals
+    (:class:`model.cox_inference.CoxCurves`): one for overall survival; for progression-free
+    survival, the cause-specific models of hepatic progression and of death before it (which
+    also give the cumulative incidence of progression). A boosted family carries bootstrap
+    `members` instead.
+    """
 
     name: str
     full: CurveModel
     members: list[CurveModel]
     training_log_hazard: np.ndarray
     """Sorted log relative hazards of the training cohort (for risk percentiles)."""
+    components: list = field(default_factory=list)
+    """:class:`model.cox_inference.BreslowInference` per component, on :data:`MONTH_GRID`."""
 
     def member_survival(self, design: np.ndarray) -> np.ndarray:
         """Survival of every ensemble member, shape = (n_members, n_samples, len(MONTH_GRID))."""
@@ -93,6 +103,9 @@ class ModelBundle:
         Training patients per (who_grade, burden_category) row and modality column.
     shap_background : DataFrame, shape = (n_background, n_features)
         Encoded background sample for SHAP.
+    max_follow_up_months : dict
+        Per endpoint, the last month adequately followed: at least
+        ``max(50, 5 % of the cohort)`` training patients still at risk.
     metadata : dict
         tag, trained_on ("synthetic" or "real"), data fingerprint, training time, metrics, ...
     """
@@ -107,6 +120,9 @@ class ModelBundle:
     shap_background: pd.DataFrame
     max_follow_up_months: dict[str, float]
     metadata: dict = field(default_factory=dict)
+    numbers_at_risk: dict[str, dict[int, int]] = field(default_factory=dict)
+    """Training patients still followed (event-free, uncensored) at each whole year, per
+    endpoint: ``{endpoint: {month: n}}`` for months 0, 12, ..., 120."""
 
 
 def is_linear(model: CurveModel) -> bool:

@@ -20,9 +20,14 @@ from sksurv.linear_model.coxph import BreslowEstimator
 from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv, check_array_survival
 
+from model.cox_inference import fit_cox_coefficients
 from model.exceptions import InvalidEstimatorParameter, InvalidSurvivalTarget, NonFiniteFeatures
 
-__all__ = ["ESTIMATORS", "BoostedCox", "PenalizedCox"]
+__all__ = ["ESTIMATORS", "RELAXED_RIDGE", "BoostedCox", "PenalizedCox"]
+
+RELAXED_RIDGE = 0.01
+"""L2 penalty of the relaxed refit: negligible against the information of any cohort with a few
+dozen events, but it keeps a coefficient finite where a covariate level has no events."""
 
 _MAX_NAMED_COLUMNS = 5
 MANY_EVENTS = 5_000
@@ -287,6 +292,14 @@ class PenalizedCox(_CoxModel):
         :meth:`tuned_params` gives the path and mixing value a fitted model chose, so that a
         refit on other rows (a bootstrap member) skips the tuning.
 
+    relax : bool, default: False
+        Relaxed elastic net (Meinshausen 2007; glmnet's ``relax=TRUE`` with ``gamma = 0``):
+        the penalised fit only selects the terms, whose coefficients are then refitted by
+        maximum partial likelihood (with the negligible :data:`RELAXED_RIDGE`). The shrunken
+        coefficients are biased towards zero, so intervals centred on them miss the truth;
+        the refit's are not, and its information matrix gives their covariance
+        (:mod:`model.cox_inference`). The training pipeline uses it.
+
     Attributes
     ----------
     alpha_ : float
@@ -299,6 +312,9 @@ class PenalizedCox(_CoxModel):
         Log hazard ratio per unit of each original (unstandardised) feature, so that
         ``predict(X) - predict(X).mean()`` equals ``(X - X.mean(axis=0)) @ coef_`` on the
         training data.
+
+    selected_ : ndarray of bool, shape = (n_features,)
+        Terms the elastic net kept at the chosen alpha (non-zero penalised coefficient).
 
     feature_means_ : ndarray, shape = (n_features,)
         Training means of the features, the reference point of ``coef_``-based explanations.
@@ -347,6 +363,7 @@ class PenalizedCox(_CoxModel):
         random_state=None,
         n_jobs=None,
         alphas=None,
+        relax=False,
     ):
         self.l1_ratios = l1_ratios
         self.n_alphas = n_alphas
@@ -356,6 +373,7 @@ class PenalizedCox(_CoxModel):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.alphas = alphas
+        self.relax = relax
 
     def _checked_l1_ratios(self):
         l1_ratios = np.atleast_1d(np.asarray(self.l1_ratios, dtype=np.float64))
@@ -469,8 +487,14 @@ class PenalizedCox(_CoxModel):
         ).fit(X, y_checked)
         scaler, coxnet = self.pipeline_[0], self.pipeline_[-1]
         self.coef_ = coxnet.coef_[:, -1] / scaler.scale_
+        self.selected_ = self.coef_ != 0
+        if self.relax:
+            self.coef_ = np.zeros(X.shape[1])
+            self.coef_[self.selected_] = fit_cox_coefficients(
+                X[:, self.selected_], event, time, ridge=RELAXED_RIDGE
+            )
         self.feature_means_ = scaler.mean_.copy()
-        self.baseline_ = BreslowEstimator().fit(self.pipeline_.predict(X), event, time)
+        self.baseline_ = BreslowEstimator().fit(self._linear_predictor(X), event, time)
         self.unique_times_ = self.baseline_.unique_times_
         return self
 
@@ -503,7 +527,16 @@ class PenalizedCox(_CoxModel):
             ``{"l1_ratios": (l1_ratio_,), "alphas": path}``, the path ending at ``alpha_``.
         """
         check_is_fitted(self, "pipeline_")
-        return {"l1_ratios": (self.l1_ratio_,), "alphas": tuple(self.pipeline_[-1].alphas_)}
+        return {
+            "l1_ratios": (self.l1_ratio_,),
+            "alphas": tuple(self.pipeline_[-1].alphas_),
+            "relax": self.relax,
+        }
+
+    def _linear_predictor(self, X):
+        if self.relax:
+            return X @ self.coef_
+        return self.pipeline_.predict(X)
 
     def predict(self, X):
         """Linear predictor (log relative hazard); higher means riskier.
@@ -516,10 +549,10 @@ class PenalizedCox(_CoxModel):
         Returns
         -------
         risk_score : ndarray, shape = (n_samples,)
-            Log relative hazard at the chosen alpha.
+            Log relative hazard at the chosen alpha (of the relaxed refit with `relax`).
         """
         check_is_fitted(self, "pipeline_")
-        return self.pipeline_.predict(self._validate_features(X, reset=False))
+        return self._linear_predictor(self._validate_features(X, reset=False))
 
     def _step_functions(self, X, *, survival, return_array):
         risk_score = self.predict(X)

@@ -15,7 +15,9 @@ __all__ = [
     "BURDEN_LABELS",
     "COMPARISON_CAVEAT",
     "HORIZONS_MONTHS",
+    "INTERVAL_LEVEL",
     "MIN_PROPENSITY",
+    "NOT_REACHED",
     "MIN_SIMILAR_TREATED",
     "RMST_HORIZON_MONTHS",
     "CurveSummary",
@@ -24,6 +26,7 @@ __all__ = [
     "RoundedComparison",
     "SupportTable",
     "burden_label",
+    "horizon_dicts",
     "compare_modalities",
     "curve_records",
     "interval_dict",
@@ -62,7 +65,7 @@ COMPARISON_CAVEAT = (
 
 # Medians beyond the grid are carried as this finite sentinel so that percentiles of a mixture
 # of reached and not-reached medians stay ordered (inf - inf would give NaN when interpolating).
-_NOT_REACHED = 1.0e6
+NOT_REACHED = 1.0e6
 
 BURDEN_LABELS = {"<25": "<25 %", "25-50": "25–50 %", "50-75": "50–75 %", ">75": ">75 %"}
 """Burden categories of :data:`model.schema.BURDEN_CATEGORIES` as written for readers."""
@@ -73,7 +76,7 @@ RMST_DIGITS = 2
 
 
 def percentile_interval(members, point, level=INTERVAL_LEVEL):
-    """Pointwise percentile interval of an ensemble, widened to contain the point estimate.
+    """Pointwise percentile interval of an ensemble (bootstrap members or resampled draws).
 
     Parameters
     ----------
@@ -87,15 +90,15 @@ def percentile_interval(members, point, level=INTERVAL_LEVEL):
     Returns
     -------
     lower, upper : ndarray, shape = (...)
-        ``min(percentile, point)`` and ``max(percentile, point)``.
+        The percentiles. They are not widened to contain `point`: a bootstrap distribution
+        can sit off the full-data fit (early stopping reacts to resampling), and where the
+        interval excludes its estimate the prognosis says so (``interval_excludes_estimate``)
+        instead of hiding it.
     """
+    del point  # kept in the signature: callers pass the estimate the interval belongs to
     tail = (1.0 - level) / 2.0
     lower, upper = _quantiles(np.asarray(members, dtype=float), (tail, 1.0 - tail))
-    # Percentile intervals are centred on the bootstrap distribution, which can sit off the
-    # full-data fit (penalisation and early stopping react to resampling, and with 20-50 members
-    # the tails are coarse); an interval that excludes its own point estimate reads as a
-    # contradiction to a clinician, so it is widened to include it.
-    return np.minimum(lower, point), np.maximum(upper, point)
+    return lower, upper
 
 
 def _quantiles(members, probabilities):
@@ -169,8 +172,8 @@ def median_with_interval(point, members, months=MONTH_GRID):
         where the bound is not reached.
     """
     median = median_months(point, months)
-    member_median = np.nan_to_num(median_months(members, months), nan=_NOT_REACHED)
-    lower, upper = percentile_interval(member_median, np.nan_to_num(median, nan=_NOT_REACHED))
+    member_median = np.nan_to_num(median_months(members, months), nan=NOT_REACHED)
+    lower, upper = percentile_interval(member_median, np.nan_to_num(median, nan=NOT_REACHED))
     return median, lower, upper
 
 
@@ -576,7 +579,7 @@ def _triple(triple) -> dict:
     return {"value": triple[0], "lower": triple[1], "upper": triple[2]}
 
 
-def _horizon_dicts(triples, extrapolated_after=None) -> dict:
+def horizon_dicts(triples, extrapolated_after=None) -> dict:
     out = {}
     for h, (value, lower, upper) in zip(HORIZONS_MONTHS, triples, strict=True):
         entry = {"value": value, "lower": lower, "upper": upper}
@@ -624,7 +627,7 @@ def modality_entries(
         difference = None
         if m != planned:
             difference = {
-                "survival_at": _horizon_dicts(comparison.difference_at_horizons[m][patient]),
+                "survival_at": horizon_dicts(comparison.difference_at_horizons[m][patient]),
                 "rmst_60_months": _triple(comparison.difference_rmst[m][patient]),
             }
         entries.append(
@@ -632,7 +635,7 @@ def modality_entries(
                 "modality": name,
                 "planned": m == planned,
                 "median_months": _median_entry(*comparison.median[m][patient], event=event),
-                "survival_at": _horizon_dicts(
+                "survival_at": horizon_dicts(
                     comparison.at_horizons[m][patient], extrapolated_after=max_follow_up_months
                 ),
                 "rmst_60_months": _triple(comparison.rmst[m][patient]),

@@ -12,8 +12,15 @@ import pandas as pd
 import xgboost as xgb
 
 from model.bundle import MONTH_GRID, EndpointModel, ModelBundle, is_linear
+from model.cox_inference import CoxCurves
 from model.exceptions import ConditionalSurvivalUndefined, ModelError
 from model.explain import Explainer, field_labels
+from model.intervals import (
+    INCIDENCE_MONTHS,
+    IncidenceSummary,
+    analytic_comparison,
+    incidence_summary,
+)
 from model.modality import (
     HORIZONS_MONTHS,
     MONTH_DIGITS,
@@ -24,12 +31,14 @@ from model.modality import (
     SupportTable,
     compare_modalities,
     curve_records,
+    horizon_dicts,
     interval_dict,
     median_dict,
     median_months,
     median_with_interval,
     modality_entries,
     percentile_interval,
+    rounded,
     summarise_curves,
 )
 from model.schema import (
@@ -60,7 +69,12 @@ DISAGREEMENT_RATIO = 1.5
 CONDITIONAL_MIN_SURVIVAL = 1e-3
 """Conditional survival S(t)/S(s) is refused where the curve gives S(s) below this."""
 
-ENDPOINT_EVENTS = {"hpfs": "hepatic progression", "os": "death"}
+ENDPOINT_EVENTS = {"hpfs": "hepatic progression or death", "os": "death"}
+
+INCIDENCE_MEASURE = "cumulative incidence of hepatic progression (death as a competing event)"
+
+CONDITIONAL_DRAWS = 2000
+"""Draws from the delta-method distribution for conditional survival's intervals."""
 
 SYNTHETIC_DISCLAIMER = (
     "Trained on synthetic data, not for clinical use: the models were fitted to a simulated "
@@ -146,6 +160,8 @@ class _EndpointArrays:
     check_at_horizons: np.ndarray | None  # (n_patients, n_horizons)
     field_contributions: np.ndarray  # (n_patients, n_fields)
     margin: np.ndarray  # (n_patients,)
+    planned_design: np.ndarray  # (n_patients, n_features)
+    incidence: IncidenceSummary | None  # (n_modalities, n_patients, ...)
 
 
 class _EndpointPredictor:
@@ -160,13 +176,17 @@ class _EndpointPredictor:
                 f"the primary model of {endpoint!r} must be one of {sorted(families)}, but got "
                 f"{self.primary_name!r}; fix `primary` in the bundle"
             )
-        if bundle.metadata.get("n_bootstrap") and not families[self.primary_name].members:
+        primary = families[self.primary_name]
+        components = getattr(primary, "components", None) or []
+        if not components and not primary.members:
             raise ModelError(
-                f"the primary model of {endpoint!r} ({self.primary_name}) must have its "
-                "bootstrap members for the intervals, but has none: it was fitted as the check "
-                "model; make the family that has them primary, or retrain"
+                f"the primary model of {endpoint!r} ({self.primary_name}) must have what its "
+                "intervals come from (Cox components or bootstrap members), but has neither: it "
+                "was fitted as the check model; make the other family primary, or retrain"
             )
-        self.primary = _Ensemble(families[self.primary_name])
+        self.curves = CoxCurves(components) if components else None
+        self.incidence = self.curves if len(components) == 2 else None
+        self.primary = _Ensemble(primary)
         others = [name for name in families if name != self.primary_name]
         self.check = _Ensemble(families[others[0]]) if others else None
         self.explainer = Explainer(
@@ -176,17 +196,30 @@ class _EndpointPredictor:
         self.max_follow_up = float(bundle.max_follow_up_months[endpoint])
         beyond = MONTH_GRID[MONTH_GRID > self.max_follow_up]
         self.extrapolated_from_month = int(beyond[0]) if beyond.size else None
+        at_risk = getattr(bundle, "numbers_at_risk", {}).get(endpoint)
+        self.numbers_at_risk = (
+            [{"month": int(m), "at_risk": int(n)} for m, n in at_risk.items()] if at_risk else None
+        )
+        self.interval_method = (
+            "delta method (relaxed Cox model, log-log scale)"
+            if self.curves is not None
+            else f"bootstrap percentile ({self.primary.n_members} refits)"
+        )
 
     def compute(self, design, planned) -> _EndpointArrays:
         """Arrays for a batch; `design` has shape (n_modalities, n_patients, n_features)."""
         n_modalities, n_patients, n_features = design.shape
-        flat = design.reshape(-1, n_features)
-        point = self.primary.survival(flat).reshape(n_modalities, n_patients, -1)
-        members = self.primary.member_survival(flat)
-        members = members.reshape(members.shape[0], n_modalities, n_patients, -1)
-        comparison = compare_modalities(summarise_curves(point, members), planned)
         rows = np.arange(n_patients)
         planned_design = design[planned, rows]
+        members = None
+        if self.curves is not None:
+            comparison = analytic_comparison(self.curves, design, planned)
+        else:
+            flat = design.reshape(-1, n_features)
+            point = self.primary.survival(flat).reshape(n_modalities, n_patients, -1)
+            members = self.primary.member_survival(flat)
+            members = members.reshape(members.shape[0], n_modalities, n_patients, -1)
+            comparison = compare_modalities(summarise_curves(point, members), planned)
         shap_values = self.explainer.shap_values(planned_design)
         check_median = check_at_horizons = None
         if self.check is not None:
@@ -202,6 +235,12 @@ class _EndpointPredictor:
             check_at_horizons=check_at_horizons,
             field_contributions=self.explainer.field_contributions(shap_values.values),
             margin=shap_values.margin,
+            planned_design=planned_design,
+            incidence=(
+                None
+                if self.incidence is None
+                else incidence_summary(self.incidence, design, planned)
+            ),
         )
 
     def check_model(self, arrays: _EndpointArrays, patient: int) -> dict | None:
@@ -232,7 +271,13 @@ class _EndpointPredictor:
         comparison = arrays.comparison
         planned = comparison.planned[patient]
         point = comparison.summary.curve[planned, patient]
-        members = arrays.members[:, planned, patient]
+        if arrays.members is not None:
+            members = arrays.members[:, planned, patient]
+        else:
+            # A fixed seed: the same patient gets the same interval on every request.
+            members = self.curves.draw_survival(
+                arrays.planned_design[patient], CONDITIONAL_DRAWS, np.random.default_rng(0)
+            )
         start = float(np.interp(months_since, MONTH_GRID, point))
         if start < CONDITIONAL_MIN_SURVIVAL:
             raise ConditionalSurvivalUndefined(
@@ -463,6 +508,8 @@ class Predictor:
             "curve": main["curve"],
             "max_follow_up_months": round(predictor.max_follow_up, MONTH_DIGITS),
             "extrapolated_from_month": predictor.extrapolated_from_month,
+            "numbers_at_risk": predictor.numbers_at_risk,
+            "interval_method": predictor.interval_method,
             "risk_percentile": round(float(data.risk_percentile[i]), 1),
             "check_model": predictor.check_model(data, i),
         }
@@ -482,6 +529,7 @@ class Predictor:
         return {
             "model": _copy_model_info(self.model_info),
             **endpoints,
+            "hepatic_progression": self._incidence_dict(arrays["hpfs"], i),
             "patient_summary": {
                 "who_grade": patient.grade,
                 "grade_source": "who_grade" if patient.who_grade is not None else "ki67_percent",
@@ -491,6 +539,53 @@ class Predictor:
             },
             "warnings": self._warnings(patient, planned_name, endpoints, support, i),
             "disclaimer": SYNTHETIC_DISCLAIMER if self.synthetic else REAL_DISCLAIMER,
+        }
+
+    def _incidence_dict(self, data: _EndpointArrays, i: int) -> dict | None:
+        """The cumulative incidence of hepatic progression, death competing, for one patient."""
+        incidence = data.incidence
+        if incidence is None:
+            return None
+        follow_up = self.endpoints["hpfs"].max_follow_up
+        planned = int(data.comparison.planned[i])
+
+        def at_horizons(m):
+            triples = np.stack(
+                [
+                    incidence.at_horizons[m, i],
+                    incidence.at_horizons_lower[m, i],
+                    incidence.at_horizons_upper[m, i],
+                ],
+                axis=-1,
+            )
+            return horizon_dicts(rounded(triples, SURVIVAL_DIGITS), extrapolated_after=follow_up)
+
+        curve = rounded(
+            np.stack(
+                [incidence.curve[i], incidence.curve_lower[i], incidence.curve_upper[i]], axis=-1
+            ),
+            SURVIVAL_DIGITS,
+        )
+        return {
+            "measure": INCIDENCE_MEASURE,
+            "event": "hepatic progression",
+            "competing_event": "death before hepatic progression",
+            "modality": MODALITIES[planned],
+            "cumulative_incidence_at": at_horizons(planned),
+            "curve": [
+                {"month": m, "incidence": v, "lower": lo, "upper": hi}
+                for m, (v, lo, hi) in zip(INCIDENCE_MONTHS.astype(int).tolist(), curve, strict=True)
+            ],
+            "modalities": [
+                {"modality": name, "cumulative_incidence_at": at_horizons(m)}
+                for m, name in enumerate(MODALITIES)
+            ],
+            "interval_method": "delta method (cause-specific Cox models, log-log scale)",
+            "note": (
+                "The chance that hepatic disease has progressed by each month. It is not "
+                "1 − HPFS: HPFS also ends at death, and a patient who dies first can no longer "
+                "progress."
+            ),
         }
 
     def _warnings(self, patient, planned_name, endpoints, support: SupportTable, i) -> list[dict]:
@@ -528,6 +623,22 @@ class Predictor:
                         f"({_median_text(data['median_months'])} against "
                         f"{_median_text(check['median_months'])}): treat the estimate with "
                         "extra caution.",
+                        endpoint=endpoint,
+                    )
+                )
+            outside = [
+                h
+                for h, v in data["survival_at"].items()
+                if not v["lower"] <= v["value"] <= v["upper"]
+            ]
+            if outside:
+                warnings.append(
+                    _warning(
+                        "interval_excludes_estimate",
+                        f"The {endpoint.upper()} 95 % interval at {', '.join(outside)} months "
+                        f"({data['interval_method']}) does not contain the model's estimate: "
+                        "the resampled fits sit off the full-data fit, so read the estimate "
+                        "with extra caution.",
                         endpoint=endpoint,
                     )
                 )

@@ -5,8 +5,10 @@ hook and `net-embolotherapy-prognosis-order` for `order-select`, whose draft emb
 order (its selected ServiceRequest) sets the planned modality. Each asks the EHR to prefetch
 what `data/fhir_mapping.yaml` reads; the service never queries the EHR's FHIR server itself.
 The prefetched resources are validated and mapped by `serving.fhir`, and the answer is one
-card: the median OS and HPFS for the planned modality in its summary, the modality comparison
-with its warnings, the observational caveat and the disclaimer in its detail, and a link to
+card: the median OS and HPFS (hepatic progression or death) for the planned modality in its
+summary, the modality comparison, the cumulative incidence of hepatic progression (death as a
+competing event) at 12 and 24 months, the warnings, the observational caveat and the
+disclaimer in its detail, and a link to
 the clinician form filled in with the patient. A request that lacks what the model needs is
 answered with a card that says what is missing, never with an error.
 
@@ -313,8 +315,9 @@ def discovery(mapping: FhirMapping | None = None) -> dict:
                 "hook": "patient-view",
                 "id": SERVICE_ID,
                 "title": "NET liver metastases: prognosis before embolotherapy",
-                "description": "Median overall and hepatic progression-free survival for the "
-                "planned TACE, TAE or SIRT, with an observational comparison of the three.",
+                "description": "Median overall and hepatic progression-free survival "
+                "(progression or death) for the planned TACE, TAE or SIRT, with an "
+                "observational comparison of the three.",
                 "prefetch": prefetch,
                 "usageRequirements": usage,
             },
@@ -323,7 +326,8 @@ def discovery(mapping: FhirMapping | None = None) -> dict:
                 "id": ORDER_SERVICE_ID,
                 "title": "NET liver metastases: prognosis for the embolotherapy being ordered",
                 "description": "When a TACE, TAE or SIRT order is selected, the median overall "
-                "and hepatic progression-free survival for it, compared with the other two.",
+                "and hepatic progression-free survival (progression or death) for it, "
+                "compared with the other two.",
                 "prefetch": prefetch,
                 "usageRequirements": usage,
             },
@@ -494,6 +498,10 @@ def suggestion_uuid(card_uuid: str, modality: str) -> str:
     return str(uuid.uuid5(_SUGGESTION_NAMESPACE, f"{card_uuid.lower()}:{modality}"))
 
 
+INCIDENCE_CARD_MONTHS = ("12", "24")
+"""Months at which the card gives the cumulative incidence of hepatic progression."""
+
+
 def _months(median: Mapping[str, Any]) -> str:
     if median.get("value") is None:
         return "not reached"
@@ -526,7 +534,8 @@ def _comparison_table(prognosis: Mapping[str, Any]) -> list[str]:
     hpfs = {m["modality"]: m for m in prognosis["hpfs"]["modalities"]}
     overall = {m["modality"]: m for m in prognosis["os"]["modalities"]}
     rows = [
-        "| Modality | Median HPFS, months (95 % CI) | Median OS, months (95 % CI) | "
+        "| Modality | Median HPFS (progression or death), months (95 % CI) | "
+        "Median OS, months (95 % CI) | "
         "Support in the training data |",
         "|---|---|---|---|",
     ]
@@ -547,14 +556,41 @@ def _comparison_table(prognosis: Mapping[str, Any]) -> list[str]:
     return rows
 
 
+def incidence_line(prognosis: Mapping[str, Any]) -> str | None:
+    """The cumulative incidence of hepatic progression at 12 and 24 months, or None if absent.
+
+    HPFS ends at progression or death; the incidence counts progression only, with death as a
+    competing event, so it is not 1 - HPFS.
+    """
+    incidence = prognosis.get("hepatic_progression")
+    if not incidence:
+        return None
+    parts = []
+    for month in INCIDENCE_CARD_MONTHS:
+        at = incidence["cumulative_incidence_at"][month]
+        flag = ", extrapolated" if at.get("extrapolated") else ""
+        parts.append(
+            f"{month} months {at['value'] * 100:.0f} % "
+            f"(95 % CI {at['lower'] * 100:.0f}–{at['upper'] * 100:.0f} %{flag})"
+        )
+    return (
+        f"Cumulative incidence of hepatic progression (death as a competing event) under "
+        f"{incidence['modality']}: {'; '.join(parts)}."
+    )
+
+
 def card_detail(prognosis: Mapping[str, Any], mapped: MappedPatient, missing: Sequence[str]) -> str:
-    """The detail (markdown): comparison, warnings, defaults, caveat and disclaimer."""
+    """The detail (markdown): comparison, incidence, warnings, defaults, caveat, disclaimer."""
     lines = [
         f"**Prognosis after {prognosis['os']['modality']}** — model `{prognosis['model']['tag']}`"
-        f", trained on {prognosis['model']['trained_on']} data.",
+        f", trained on {prognosis['model']['trained_on']} data. HPFS ends at hepatic "
+        "progression or death, whichever comes first.",
         "",
         *_comparison_table(prognosis),
     ]
+    incidence = incidence_line(prognosis)
+    if incidence is not None:
+        lines += ["", incidence]
     warnings = [
         w["message"]
         for w in prognosis.get("warnings", [])

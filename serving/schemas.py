@@ -228,11 +228,20 @@ class Conditional(_Strict):
     curve: list[CurvePoint]
 
 
+class AtRisk(_Strict):
+    """Training patients still at risk (event-free and under follow-up) at a month."""
+
+    month: Annotated[int, Field(ge=0)]
+    at_risk: Annotated[int, Field(ge=0)]
+
+
 class EndpointPrognosis(_Strict):
     """The prognosis of one endpoint (HPFS or OS) under the planned modality."""
 
     model: str
-    event: str
+    event: str = Field(
+        description='"hepatic progression or death" (HPFS: whichever comes first) or "death" (OS).'
+    )
     modality: Literal["TACE", "TAE", "SIRT"]
     median_months: Median
     survival_at: dict[HorizonKey, HorizonSurvival]
@@ -240,11 +249,54 @@ class EndpointPrognosis(_Strict):
     curve: list[CurvePoint]
     max_follow_up_months: Months
     extrapolated_from_month: int | None
+    numbers_at_risk: list[AtRisk] | None = Field(
+        None,
+        description="Training patients at risk every 12 months, as printed under a "
+        "Kaplan-Meier figure; None for models saved before they were recorded.",
+    )
+    interval_method: str | None = Field(
+        None,
+        description="How the 95 % intervals were made: the delta method on a relaxed Cox "
+        "model (log-log scale) or bootstrap percentiles of the boosted model.",
+    )
     risk_percentile: Annotated[float, Field(ge=0, le=100)]
     check_model: CheckModel | None
     conditional: Conditional | None = None
     explanation: Explanation
     modalities: list[ModalityEntry]
+
+
+class IncidencePoint(_Strict):
+    """One point of a cumulative incidence curve with its pointwise 95 % interval."""
+
+    month: Months
+    incidence: Probability
+    lower: Probability
+    upper: Probability
+
+
+class ModalityIncidence(_Strict):
+    """The cumulative incidence of hepatic progression under one modality."""
+
+    modality: Literal["TACE", "TAE", "SIRT"]
+    cumulative_incidence_at: dict[HorizonKey, HorizonSurvival]
+
+
+class HepaticProgression(_Strict):
+    """Cumulative incidence of hepatic progression, death as a competing event.
+
+    Not 1 - HPFS: HPFS also ends at death, and a patient who dies first can no longer progress.
+    """
+
+    measure: str
+    event: str
+    competing_event: str
+    modality: Literal["TACE", "TAE", "SIRT"]
+    cumulative_incidence_at: dict[HorizonKey, HorizonSurvival]
+    curve: list[IncidencePoint]
+    modalities: list[ModalityIncidence]
+    interval_method: str
+    note: str
 
 
 class ModelInfo(_Strict):
@@ -288,6 +340,11 @@ class Prognosis(bentoml.IODescriptor):
     model: ModelInfo
     hpfs: EndpointPrognosis
     os: EndpointPrognosis
+    hepatic_progression: HepaticProgression | None = Field(
+        None,
+        description="Cumulative incidence of hepatic progression (death as a competing event); "
+        "None when the primary model has no cause-specific Cox components.",
+    )
     patient_summary: PatientSummary
     warnings: list[PrognosisWarning]
     disclaimer: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from training.synthetic import (
     modality_probabilities,
     simulate_cohort,
     simulate_covariates,
+    true_cumulative_hazard,
 )
 
 # Chen 2017: median HPFS and OS by WHO grade, months.
@@ -60,12 +62,24 @@ def calibrate_modality_intercepts(spec: CohortSpec, n: int = 200_000, seed: int 
     return {m: round(float(v), 3) for m, v in zip(MODALITIES[1:], solution, strict=True)}
 
 
-def marginal_median(log_hazards: np.ndarray, shape: float, scale: float) -> float:
-    """Median of the population survival curve mean(exp(-(t/scale)**shape * exp(lp)))."""
+def marginal_median(
+    log_hazards: np.ndarray,
+    shape: float,
+    scale: float,
+    competing_cumulative_hazard: Callable[[float], np.ndarray] | None = None,
+) -> float:
+    """Median of the population survival curve mean(exp(-(t/scale)**shape * exp(lp) - Hc(t))).
+
+    `competing_cumulative_hazard`, when given, maps a time in months to each patient's
+    cumulative hazard of a competing event that also ends the endpoint (death, for HPFS).
+    """
     relative = np.exp(log_hazards)
 
     def excess(log_t: float) -> float:
-        return float(np.mean(np.exp(-np.exp(shape * (log_t - np.log(scale))) * relative)) - 0.5)
+        hazard = np.exp(shape * (log_t - np.log(scale))) * relative
+        if competing_cumulative_hazard is not None:
+            hazard = hazard + competing_cumulative_hazard(float(np.exp(log_t)))
+        return float(np.mean(np.exp(-hazard)) - 0.5)
 
     return float(np.exp(optimize.brentq(excess, -20.0, 20.0)))
 
@@ -73,26 +87,34 @@ def marginal_median(log_hazards: np.ndarray, shape: float, scale: float) -> floa
 def calibrate_baseline(spec: CohortSpec, endpoint: str, n: int = 100_000, seed: int = 0) -> dict:
     """Weibull shape and scale whose medians by grade best match Chen 2017.
 
-    OS is fitted on the true population curves (its censoring is independent of the patient,
-    so Kaplan-Meier estimates them). HPFS is fitted on Kaplan-Meier medians of simulated
-    data, because a death before progression censors HPFS and, within a grade, the patients
-    who die early are also those who progress early: Kaplan-Meier then overstates the HPFS
-    median, most in G3, and that biased figure is what a study reports. Two parameters cannot
-    match three medians exactly; the loss is the squared log-median error over the grades.
+    Both endpoints are fitted on the true population curves of each grade, which Kaplan-Meier
+    estimates without bias because censoring (accrual and loss to follow-up) is independent
+    of the patient. For OS that is the Cox model's survival. HPFS ends at progression or
+    death, whichever comes first (the conventional definition; Chen 2017 does not state its
+    own, so the convention is assumed), so its curve is ``exp(-H_progression - H_death)``
+    with the spec's (already calibrated) OS model as the death hazard; only the baseline of
+    the cause-specific progression hazard is fitted.
+    Two parameters cannot match three medians exactly; the loss is the squared log-median
+    error over the grades.
     """
     cohort = simulate_cohort(n, seed, spec)
     grades = cohort["who_grade"].to_numpy()
     log_hazard = cohort[f"true_lp_{endpoint}"].to_numpy()
-    unit_exponential = np.random.default_rng(seed + 1).exponential(size=n)
+    death_log_hazard = cohort["true_lp_os"].to_numpy()
     targets = np.log([CHEN2017_MEDIANS[endpoint][g] for g in GRADES])
 
-    def medians(shape: float, scale: float) -> list[float]:
+    def competing(rows: np.ndarray) -> Callable[[float], np.ndarray] | None:
         if endpoint == "os":
-            return [marginal_median(log_hazard[grades == g], shape, scale) for g in GRADES]
-        progression = scale * (unit_exponential * np.exp(-log_hazard)) ** (1.0 / shape)
-        hpfs = np.minimum(progression, cohort["os_months"].to_numpy())
-        event = progression <= cohort["os_months"].to_numpy()
-        return [min(km_median(hpfs[grades == g], event[grades == g]), 1e4) for g in GRADES]
+            return None
+        return lambda months: true_cumulative_hazard(death_log_hazard[rows], [months], "os", spec)[
+            :, 0
+        ]
+
+    def medians(shape: float, scale: float) -> list[float]:
+        return [
+            marginal_median(log_hazard[grades == g], shape, scale, competing(grades == g))
+            for g in GRADES
+        ]
 
     def loss(log_params: np.ndarray) -> float:
         return float(np.sum((np.log(medians(*np.exp(log_params))) - targets) ** 2))

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from training.exceptions import (
+    CohortLabelError,
     CohortReadError,
     CohortValidationError,
     GateRefusedError,
@@ -96,7 +97,8 @@ TRAIN_EXIT_CODES = """\b
 Exit codes (also written to --run-record):
   0  trained and registered (and promoted, with --promote)
   1  failed: anything but the data (database or Dask cluster unreachable, a bug)
-  2  invalid data: the cohort failed validation, nothing was fitted (or a bad command line)
+  2  invalid data: the cohort failed validation or was not declared with --label, nothing
+     was fitted (or a bad command line)
   3  refused by the promotion gate (--promote): the candidate stays registered, production
      is unchanged
 """
@@ -132,7 +134,8 @@ def _estimator_params(device: str) -> dict[str, dict]:
     "--label",
     type=click.Choice(["synthetic", "real"]),
     default=None,
-    help="Cohort label; default: synthetic when the cohort has true_* columns.",
+    help="What the cohort is: real (a registry) or synthetic (simulated). Required for every "
+    "cohort but the built-in --data synthetic; never inferred from the columns.",
 )
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None)
 @click.option(
@@ -181,6 +184,9 @@ def train(**options) -> None:
         record.fail(EXIT_REFUSED, "refused", error)
         record.body["gate"] = error.decision
         console.print(str(error), markup=False, highlight=False)
+    except CohortLabelError as error:
+        record.fail(EXIT_INVALID_DATA, "invalid_label", error)
+        console.print(str(error), markup=False, highlight=False)
     except (CohortReadError, CohortValidationError) as error:
         record.fail(EXIT_INVALID_DATA, "invalid_data", error)
         console.print(str(error), markup=False, highlight=False)
@@ -200,10 +206,11 @@ def _train(console, options: dict, record: RunRecord) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from training import gate
-    from training.pipeline import resolve_cohort
+    from training.pipeline import declared_label, resolve_cohort
     from training.pipeline import train as run_training
     from training.sources import describe_source
 
+    label = declared_label(options["data"], options["label"])
     source = describe_source(options["data"], options["query"])
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -218,7 +225,7 @@ def _train(console, options: dict, record: RunRecord) -> int:
             n_bootstrap=options["n_bootstrap"],
             n_splits=options["folds"],
             n_jobs=options["jobs"],
-            cohort_label=options["label"],
+            cohort_label=label,
             report_dir=options["report_dir"],
             progress=lambda step: progress.update(task, description=step),
             holdout_fraction=options["holdout_fraction"],
@@ -329,6 +336,11 @@ def _figure(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def _mean_sd(figures: dict, key: str) -> str:
+    sd = figures.get(f"{key}_sd")
+    return _figure(figures.get(key)) + ("" if sd is None else f" ± {sd:.3f}")
+
+
 def _print_summary(console, run) -> None:
     from rich.table import Table
 
@@ -337,10 +349,11 @@ def _print_summary(console, run) -> None:
         title=f"{run.tag} — trained on {metadata['trained_on']} data "
         f"({metadata['n_patients']} patients, {metadata['holdout']['n_patients']} held out)"
     )
-    for column in ("endpoint", "model", "CV Harrell C", "CV IBS", "CV slope 24 mo"):
+    for column in ("endpoint", "model", "CV Harrell C", "CV Uno C", "CV IBS", "CV slope 24 mo"):
         table.add_column(column)
     for column in ("held-out Harrell C", "held-out slope 24 mo"):
         table.add_column(column)
+    cv_figures = ("harrell_c", "uno_c", "ibs", "calibration_slope_24")
     for endpoint, models in metadata["metrics"].items():
         for name, figures in models.items():
             primary = " (primary)" if run.bundle.primary[endpoint] == name else ""
@@ -348,10 +361,14 @@ def _print_summary(console, run) -> None:
             table.add_row(
                 endpoint,
                 name + primary,
-                *(_figure(figures[k]) for k in ("harrell_c", "ibs", "calibration_slope_24")),
+                *(_mean_sd(figures, k) for k in cv_figures),
                 *(_figure(held_out.get(k)) for k in ("harrell_c", "calibration_slope_24")),
             )
     console.print(table)
+    console.print(
+        f"CV: mean ± SD over the {metadata.get('cv_folds')} cross-validation folds, each fold's "
+        "model judged on that fold's own test rows."
+    )
     state = "promoted to production" if run.promoted else "registered as a candidate"
     console.print(f"{run.tag} {state}; report: {run.report_html}")
     if metadata["trained_on"] == "synthetic":

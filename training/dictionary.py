@@ -13,6 +13,7 @@ import annotated_types
 from pydantic.fields import FieldInfo
 
 from model.schema import FEATURE_SOURCES, MODALITIES, TRUTH_PREFIX, Patient
+from training.synthetic import HPFS_EVENT_TYPES
 from training.validate import COHORT_SCHEMA
 
 __all__ = ["Column", "cohort_columns", "dictionary_markdown"]
@@ -53,13 +54,24 @@ _COHORT_ONLY = {
         "number",
         "> 0, not above os_months",
         "months",
-        "Time from embolotherapy to hepatic progression or censoring.",
+        "Time from embolotherapy to hepatic progression or death from any cause, whichever "
+        "comes first, or to censoring.",
     ),
     "hpfs_event": (
         "integer",
-        "`1` hepatic progression, `0` censored",
+        "`1` hepatic progression or death, `0` censored",
         "",
-        "Censored at death without hepatic progression, loss to follow-up or database closure.",
+        "A death before hepatic progression is an event (progression-free survival as "
+        "conventionally defined), never censoring: a row censored at the time of an OS death is "
+        "refused. Censored at loss to follow-up or database closure.",
+    ),
+    "hpfs_event_type": (
+        "text",
+        ", ".join(f"`{t}`" for t in HPFS_EVENT_TYPES),
+        "",
+        "Which event ended HPFS; must agree with `hpfs_event`, and `death` with an OS death at "
+        "the same time. Where absent or empty it is derived: an event at the time of an OS "
+        "death (within half a day) is death, any other event is progression, `0` is censored.",
     ),
     "os_months": (
         "number",
@@ -75,7 +87,14 @@ _COHORT_ONLY = {
     ),
 }
 _ORDER = ("patient_id", "center", "treatment_date")
-_AFTER_PATIENT = ("modality", "hpfs_months", "hpfs_event", "os_months", "os_event")
+_AFTER_PATIENT = (
+    "modality",
+    "hpfs_months",
+    "hpfs_event",
+    "hpfs_event_type",
+    "os_months",
+    "os_event",
+)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,13 @@ from model.schema import (
 )
 from training.calibrate import km_median
 from training.exceptions import EvaluationInputError, MissingTruthError
-from training.synthetic import MONTH_DAYS, CohortSpec, true_survival
+from training.synthetic import (
+    MONTH_DAYS,
+    CohortSpec,
+    true_cumulative_hazard,
+    true_hpfs_survival,
+    true_survival,
+)
 
 __all__ = [
     "CALIBRATION_GROUPS",
@@ -783,16 +789,40 @@ def _truth_column(frame: pd.DataFrame, name: str) -> np.ndarray:
     return frame[name].to_numpy(dtype=float)
 
 
-def oracle_risk(frame: pd.DataFrame, endpoint: str) -> np.ndarray:
-    """The generator's true log relative hazard, shape = (n_samples,)."""
-    return _truth_column(frame, f"{TRUTH_PREFIX}lp_{endpoint}")
+def oracle_risk(frame: pd.DataFrame, endpoint: str, spec: CohortSpec | None = None) -> np.ndarray:
+    """The generator's true risk score (higher = riskier), shape = (n_samples,).
+
+    For OS, the true log relative hazard of death (`true_lp_os`). HPFS ends at progression or
+    death, and the sum of two proportional hazards is not proportional, so no single log
+    relative hazard orders it at every time: its risk is the log of the true composite
+    cumulative hazard at :data:`DECISION_HORIZON` months, ``log(H_progression + H_death)``,
+    which orders patients exactly as their true HPFS survival there does.
+    """
+    if endpoint != "hpfs":
+        return _truth_column(frame, f"{TRUTH_PREFIX}lp_{endpoint}")
+    spec = spec or CohortSpec.load()
+    horizon = [DECISION_HORIZON]
+    progression = _truth_column(frame, f"{TRUTH_PREFIX}lp_hpfs")
+    death = _truth_column(frame, f"{TRUTH_PREFIX}lp_os")
+    cumulative = true_cumulative_hazard(progression, horizon, "hpfs", spec)
+    return np.log(cumulative + true_cumulative_hazard(death, horizon, "os", spec))[:, 0]
 
 
 def oracle_survival(
     frame: pd.DataFrame, endpoint: str, times, spec: CohortSpec | None = None
 ) -> np.ndarray:
-    """The generator's true survival at `times`, shape = (n_samples, n_times)."""
-    return true_survival(oracle_risk(frame, endpoint), times, endpoint, spec or CohortSpec.load())
+    """The generator's true survival at `times`, shape = (n_samples, n_times).
+
+    HPFS is the composite survival (progression or death, whichever first) from the
+    cause-specific `true_lp_hpfs` and `true_lp_os`; OS the Cox model's from `true_lp_os`.
+    """
+    spec = spec or CohortSpec.load()
+    if endpoint == "hpfs":
+        progression = _truth_column(frame, f"{TRUTH_PREFIX}lp_hpfs")
+        death = _truth_column(frame, f"{TRUTH_PREFIX}lp_os")
+        return true_hpfs_survival(progression, death, times, spec)
+    log_hazard = _truth_column(frame, f"{TRUTH_PREFIX}lp_{endpoint}")
+    return true_survival(log_hazard, times, endpoint, spec)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1017,8 +1047,10 @@ def true_marginal_hazard_ratio(
     the marginal hazards are not proportional and the Cox estimand depends on follow-up.
     `follow_up="complete"` (no censoring) is the textbook marginal effect; `"observed"` censors
     the counterfactual times with draws from the cohort's own follow-up distribution (reverse
-    Kaplan-Meier of overall survival) and, for HPFS, at a counterfactual death, which is what an
-    IPTW analysis of this cohort estimates.
+    Kaplan-Meier of overall survival), which is what an IPTW analysis of this cohort estimates.
+    An HPFS time is the first of a counterfactual progression (cause-specific
+    `true_lp_hpfs_{modality}`) and a counterfactual death (`true_lp_os_{modality}`): HPFS ends at
+    progression or death.
 
     The pooled data hold at most `MAX_COUNTERFACTUAL_ROWS` rows: a larger cohort is represented
     by a random subset of its patients (the estimand is the same; 80,000 rows put its Monte
@@ -1051,16 +1083,15 @@ def true_marginal_hazard_ratio(
                 endpoint,
                 spec,
             )
-            if follow_up == "observed" and endpoint == "hpfs":
+            if endpoint == "hpfs":
                 death = _weibull_times(
                     unit_death,
                     _truth_column(cohort, f"{TRUTH_PREFIX}lp_os_{modality}"),
                     "os",
                     spec,
                 )
-                end = np.minimum(censoring, death)
-            else:
-                end = np.broadcast_to(censoring, (n,))
+                event_time = np.minimum(event_time, death)
+            end = np.broadcast_to(censoring, (n,))
             pieces.append(
                 pd.DataFrame(
                     {
@@ -1417,13 +1448,53 @@ def _modality_section(effects: Mapping[str, Mapping[str, Any]]) -> str:
     return _table(header, rows) + note
 
 
+_FOLD_COLUMNS = {
+    "Harrell C": "harrell_c",
+    "Uno C": "uno_c",
+    "IBS": "ibs",
+    "mean AUC": "mean_auc",
+    "slope @24": "calibration_slope_24",
+}
+
+
+def _mean_sd(metrics: Mapping[str, Any], key: str) -> str:
+    mean, sd = metrics.get(key), metrics.get(f"{key}_sd")
+    if sd is None or not math.isfinite(sd):
+        return _number(mean)
+    return f"{_number(mean)} ± {_number(sd)}"
+
+
+def _cross_validated_section(models: Mapping[str, Mapping[str, Any]]) -> str:
+    """Fold means ± SD, then the pooled out-of-fold table (cross-validation results)."""
+    n_folds = next(iter(models.values())).get("n_folds")
+    rows = [
+        [name, *(_mean_sd(m, key) for key in _FOLD_COLUMNS.values()), m["pooled"]["harrell_c"]]
+        for name, m in models.items()
+    ]
+    folds = _table(["model", *_FOLD_COLUMNS, "pooled Harrell C"], rows)
+    return (
+        f"<h3>Cross-validated metrics: mean ± SD over {n_folds} folds</h3>"
+        "<p>Each fold's model is judged on that fold's own test rows. The pooled Harrell C "
+        "ranks out-of-fold risks of different fold models against each other and is shown for "
+        "comparison only.</p>"
+        f"{folds}<h3>Pooled out-of-fold predictions (calibration and per-horizon figures)</h3>"
+        + _metrics_section({name: m["pooled"] for name, m in models.items()})
+    )
+
+
 def _endpoint_section(endpoint: str, section: Mapping[str, Any]) -> str:
     parts = [f"<h2>{html.escape(endpoint.upper())}</h2>"]
     models = section.get("models") or {}
-    if models:
+    calibration = "Calibration and net benefit"
+    if models and all("pooled" in m for m in models.values()):
+        parts.append(_cross_validated_section(models))
+        models = {name: m["pooled"] for name, m in models.items()}
+        calibration += " (pooled out-of-fold predictions)"
+    elif models:
         parts += ["<h3>Model metrics (held-out patients)</h3>", _metrics_section(models)]
+    if models:
         parts += [
-            "<h3>Calibration and net benefit</h3>",
+            f"<h3>{calibration}</h3>",
             _calibration_plot(models, DECISION_HORIZON),
             _decision_plot(models),
         ]
@@ -1472,6 +1543,8 @@ def write_report(results: Mapping[str, Any], path_html: str | Path, path_json: s
                 "hpfs": {
                   "models": {"coxnet": survival_metrics(...), "xgboost": ...,
                              "published": ..., "oracle": ..., "kaplan_meier": ...},
+                             (or training.pipeline.cross_validate's entries: fold means
+                             ± SD, then the "pooled" survival_metrics)
                   "hazard_ratios": hazard_ratio_table(...)  (DataFrame or records),
                   "modality_effect": modality_effects(...),
                   "kaplan_meier": {"who_grade": kaplan_meier_by(...), ...},

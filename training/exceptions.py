@@ -56,3 +56,7 @@ class GateRefusedError(TrainingError):
 
 class ParallelBackendError(TrainingError):
     """The requested parallel backend (a Dask cluster) is not installed or not reachable."""
+
+
+class CohortLabelError(TrainingError):
+    """A cohort was not declared synthetic or real, or its declaration contradicts the data."""

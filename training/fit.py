@@ -14,8 +14,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sksurv.util import Surv
 
-from model.bundle import CurveModel, EndpointModel, ModelBundle
-from model.estimators import ESTIMATORS
+from model.bundle import MONTH_GRID, CurveModel, EndpointModel, ModelBundle
+from model.cox_inference import fit_breslow_inference
+from model.estimators import ESTIMATORS, RELAXED_RIDGE
 from model.schema import (
     BURDEN_CATEGORIES,
     ENDPOINTS,
@@ -27,12 +28,20 @@ from model.schema import (
     effective_grades,
     encode,
 )
+from training.validate import hpfs_event_types
 
 PROPENSITY_FEATURES = tuple(n for n in FEATURE_NAMES if "_in_" not in n)
 """Design columns that describe the patient, not the modality: the propensity model's inputs."""
 
-MIN_AT_RISK = 10
+MIN_AT_RISK = 50
+MIN_AT_RISK_SHARE = 0.05
+"""A month is adequately followed while at least max(MIN_AT_RISK, MIN_AT_RISK_SHARE of the
+cohort) training patients remain at risk; beyond it every value is flagged as extrapolated."""
+AT_RISK_MONTHS = tuple(range(0, 121, 12))
 DEFAULT_PRIMARY = {"hpfs": "coxnet", "os": "coxnet"}
+FAMILY_DEFAULTS: dict[str, dict] = {"coxnet": {"relax": True}}
+"""Constructor arguments every training fit of a family gets: the Cox family is the relaxed
+elastic net, whose unshrunken refit the delta-method intervals are centred on."""
 
 
 def survival_target(cohort: pd.DataFrame, endpoint: str) -> np.ndarray:
@@ -47,7 +56,42 @@ def survival_target(cohort: pd.DataFrame, endpoint: str) -> np.ndarray:
 
 def make_estimator(name: str, seed: int, params: dict | None = None):
     """A fresh estimator of family `name` with its random state set."""
-    return ESTIMATORS[name](random_state=seed, **(params or {}))
+    return ESTIMATORS[name](
+        random_state=seed, **{**FAMILY_DEFAULTS.get(name, {}), **(params or {})}
+    )
+
+
+def component_targets(cohort: pd.DataFrame) -> dict[str, list[np.ndarray]]:
+    """Per endpoint, the targets of the Cox components whose hazards add up to it.
+
+    OS is one model. HPFS (progression or death, whichever first) is the sum of two
+    cause-specific hazards on the HPFS time scale: hepatic progression, and death before
+    progression (each censoring the other).
+    """
+    types = hpfs_event_types(cohort)
+    months = cohort["hpfs_months"].astype(float).to_numpy()
+    return {
+        "hpfs": [
+            Surv.from_arrays(
+                types == "progression", months, name_event="event", name_time="months"
+            ),
+            Surv.from_arrays(types == "death", months, name_event="event", name_time="months"),
+        ],
+        "os": [survival_target(cohort, "os")],
+    }
+
+
+def _fit_component(name, seed, params, design, target):
+    estimator = make_estimator(name, seed, params).fit(design, target)
+    return fit_breslow_inference(
+        design.to_numpy(),
+        target["event"],
+        target["months"],
+        estimator.coef_,
+        MONTH_GRID,
+        ridge=RELAXED_RIDGE,
+        selected=estimator.selected_,
+    )
 
 
 def _fit_curve_model(estimator, design: pd.DataFrame, target: np.ndarray, rows=None) -> CurveModel:
@@ -65,8 +109,14 @@ def fit_endpoint_models(
     n_jobs: int = 1,
     estimator_params: dict[str, dict] | None = None,
     ensembles: dict[str, str] | None = None,
+    components: dict[str, list[np.ndarray]] | None = None,
 ) -> dict[str, dict[str, EndpointModel]]:
-    """Every model family for every endpoint: a tuned fit on all rows and its bootstrap ensemble.
+    """Every model family for every endpoint: a tuned fit on all rows and what its intervals need.
+
+    The linear (Cox) family gets, per endpoint, its relaxed Cox `components`
+    (:func:`component_targets`), each tuned and refitted on all rows, with the terms of their
+    delta-method variance; it needs no bootstrap members. The boosted family gets
+    `n_bootstrap` members.
 
     The full-data fits choose their hyperparameters (PenalizedCox: alpha and l1_ratio by
     cross-validation; BoostedCox: the rounds by early stopping); the `n_bootstrap` members
@@ -97,7 +147,22 @@ def fit_endpoint_models(
         )
         for pair, full in zip(pairs, fulls, strict=True)
     }
-    with_members = [pair for pair in pairs if ensembles is None or ensembles[pair[0]] == pair[1]]
+    linear = [pair for pair, full in zip(pairs, fulls, strict=True) if full.coef is not None]
+    with_members = [
+        pair
+        for pair in pairs
+        if pair not in linear and (ensembles is None or ensembles[pair[0]] == pair[1])
+    ]
+    component_tasks = [
+        (pair, target) for pair in linear if components for target in components[pair[0]]
+    ]
+    fitted_components = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_component)(pair[1], seed, estimator_params.get(pair[1]), design, target)
+        for pair, target in component_tasks
+    )
+    components_of: dict[tuple, list] = {}
+    for (pair, _), inference in zip(component_tasks, fitted_components, strict=True):
+        components_of.setdefault(pair, []).append(inference)
     members = Parallel(n_jobs=n_jobs)(
         delayed(_fit_curve_model)(member_estimators[pair], design, targets[pair[0]], rows)
         for pair in with_members
@@ -111,7 +176,9 @@ def fit_endpoint_models(
     for (endpoint, name), full in zip(pairs, fulls, strict=True):
         training_log_hazard = np.sort(full.log_hazard(design.to_numpy()))
         ensemble = ensemble_of.get((endpoint, name), [])
-        models[endpoint][name] = EndpointModel(name, full, ensemble, training_log_hazard)
+        models[endpoint][name] = EndpointModel(
+            name, full, ensemble, training_log_hazard, components_of.get((endpoint, name), [])
+        )
     return models
 
 
@@ -143,10 +210,20 @@ def support_counts(cohort: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(index=full_index, columns=list(MODALITIES), fill_value=0).astype(int)
 
 
-def last_well_followed_month(time: np.ndarray, minimum_at_risk: int = MIN_AT_RISK) -> float:
-    """Largest time at which at least `minimum_at_risk` patients are still followed."""
-    ordered = np.sort(np.asarray(time))[::-1]
-    return float(ordered[min(minimum_at_risk, len(ordered)) - 1])
+def adequately_followed_month(time: np.ndarray) -> float:
+    """Largest time at which at least max(50, 5 % of the cohort) patients remain at risk.
+
+    0 when the cohort is smaller than that: no month is then adequately followed.
+    """
+    ordered = np.sort(np.asarray(time, dtype=float))[::-1]
+    needed = max(MIN_AT_RISK, int(np.ceil(MIN_AT_RISK_SHARE * len(ordered))))
+    return float(ordered[needed - 1]) if len(ordered) >= needed else 0.0
+
+
+def numbers_at_risk(time: np.ndarray, months=AT_RISK_MONTHS) -> dict[int, int]:
+    """Patients whose follow-up reaches each month (still at risk there), as under a KM plot."""
+    ordered = np.sort(np.asarray(time, dtype=float))
+    return {int(m): int(len(ordered) - np.searchsorted(ordered, m, side="left")) for m in months}
 
 
 def data_fingerprint(cohort: pd.DataFrame) -> str:
@@ -199,6 +276,7 @@ def fit_bundle(
         n_jobs=n_jobs,
         estimator_params=estimator_params,
         ensembles=primary if primary_ensembles_only else None,
+        components=component_targets(cohort),
     )
     return ModelBundle(
         schema_version=SCHEMA_VERSION,
@@ -210,8 +288,9 @@ def fit_bundle(
         support_counts=support_counts(cohort),
         shap_background=design.sample(min(background_size, len(design)), random_state=seed),
         max_follow_up_months={
-            e: last_well_followed_month(cohort[f"{e}_months"]) for e in ENDPOINTS
+            e: adequately_followed_month(cohort[f"{e}_months"]) for e in ENDPOINTS
         },
+        numbers_at_risk={e: numbers_at_risk(cohort[f"{e}_months"]) for e in ENDPOINTS},
         metadata={
             "trained_on": cohort_label,
             "data_fingerprint": data_fingerprint(cohort),

@@ -34,9 +34,10 @@ __all__ = [
 INTENDED_USE = (
     "Decision support for a multidisciplinary tumour board considering liver-directed "
     "embolotherapy (TACE, TAE or SIRT) for an adult with liver metastases of a neuroendocrine "
-    "tumour: expected hepatic progression-free survival (HPFS) and overall survival (OS) with "
-    "their uncertainty, the factors that move them, and an observational comparison of the "
-    "three modalities."
+    "tumour: expected hepatic progression-free survival (HPFS: hepatic progression or death, "
+    "whichever comes first) and overall survival (OS) with their uncertainty, the cumulative "
+    "incidence of hepatic progression (death as a competing event), the factors that move "
+    "them, and an observational comparison of the three modalities."
 )
 ELIGIBILITY = [
     "Adults (18-100 years) with liver metastases of a neuroendocrine tumour treated with "
@@ -46,9 +47,12 @@ ELIGIBILITY = [
     "with any invalid row is rejected whole, so no row is silently dropped.",
 ]
 OUTCOME_DEFINITIONS = {
-    "hpfs": "Hepatic progression-free survival: months from the embolotherapy to hepatic "
-    "progression (event, hpfs_event = 1); censored (0) at death without hepatic progression, "
-    "loss to follow-up or database closure. Must not exceed os_months.",
+    "hpfs": "Hepatic progression-free survival (progression or death): months from the "
+    "embolotherapy to hepatic progression or death from any cause, whichever comes first "
+    "(event, hpfs_event = 1; hpfs_event_type says which), as progression-free survival is "
+    "conventionally defined; censored (0) at loss to follow-up or database closure. Must not "
+    "exceed os_months. The cumulative incidence of hepatic progression (death as a competing "
+    "event) is reported beside it.",
     "os": "Overall survival: months from the embolotherapy to death from any cause (event, "
     "os_event = 1); censored (0) at loss to follow-up or database closure.",
 }
@@ -56,8 +60,11 @@ LIMITATIONS = [
     "The modality comparison comes from non-randomised treatment choices, adjusted only for "
     "the recorded factors; it is not a causal effect.",
     "Survival beyond the training cohort's adequate follow-up is extrapolation.",
-    "Intervals are bootstrap intervals of the model ensemble; they leave out unrecorded "
+    "Intervals are delta-method intervals of a relaxed Cox model (log-log scale), or bootstrap "
+    "percentile intervals where the boosted model is primary; they leave out unrecorded "
     "factors and differences between centres.",
+    "1 - HPFS is not the chance of hepatic progression, because HPFS also ends at death: that "
+    "chance is the cumulative incidence of hepatic progression (death as a competing event).",
     "Validation is internal (held-out patients, cross-validation, leave one centre out); an "
     "external validation in the deploying institution is needed before clinical use.",
 ]
@@ -160,7 +167,7 @@ def _building(bundle: ModelBundle) -> dict[str, Any]:
             "rounds chosen by early stopping (BoostedCox)",
         },
         "primary": dict(bundle.primary),
-        "primary_choice": "per endpoint, the family with the higher cross-validated Harrell C",
+        "primary_choice": "per endpoint, the family with the higher Harrell C, mean over the folds",
         "cv_folds": metadata.get("cv_folds"),
         "n_bootstrap": metadata["n_bootstrap"],
         "seed": metadata["seed"],
@@ -175,20 +182,24 @@ def _performance(bundle: ModelBundle, results: dict) -> dict[str, Any]:
         cv[endpoint] = {}
         for name in ("coxnet", "xgboost"):
             metrics = results["endpoints"][endpoint]["models"][name]
-            folds = np.asarray(metrics["fold_harrell_c"], dtype=float)
-            at_24 = metrics["horizons"].get("24", {})
+            folds = np.array([fold["harrell_c"] for fold in metrics["folds"]], dtype=float)
+            pooled_24 = metrics["pooled"]["horizons"].get("24", {})
             cv[endpoint][name] = {
-                "harrell_c": metrics["harrell_c"],
-                "harrell_c_fold_sd": float(folds.std()),
-                "harrell_c_fold_range": [float(folds.min()), float(folds.max())],
-                "ibs": metrics["ibs"],
-                "calibration_slope_24": at_24.get("calibration_slope"),
-                "calibration_slope_24_interval": [
-                    at_24.get("calibration_slope_lower"),
-                    at_24.get("calibration_slope_upper"),
+                **{
+                    key: metrics[key]
+                    for figure in ("harrell_c", "uno_c", "ibs", "calibration_slope_24")
+                    for key in (figure, f"{figure}_sd")
+                },
+                "harrell_c_fold_range": [float(np.nanmin(folds)), float(np.nanmax(folds))],
+                "n_folds": metrics["n_folds"],
+                "pooled_harrell_c": metrics["pooled"]["harrell_c"],
+                "pooled_calibration_slope_24": pooled_24.get("calibration_slope"),
+                "pooled_calibration_slope_24_interval": [
+                    pooled_24.get("calibration_slope_lower"),
+                    pooled_24.get("calibration_slope_upper"),
                 ],
-                "mean_predicted_survival_24": at_24.get("mean_predicted_survival"),
-                "observed_survival_24": at_24.get("observed_survival"),
+                "pooled_mean_predicted_survival_24": pooled_24.get("mean_predicted_survival"),
+                "pooled_observed_survival_24": pooled_24.get("observed_survival"),
             }
     loco = results.get("leave_one_centre_out")
     return evaluate.to_jsonable(
@@ -236,6 +247,11 @@ def build_model_card(
             "limitations": LIMITATIONS,
         }
     )
+
+
+def _mean_sd(figures: dict, key: str) -> str:
+    sd = figures.get(f"{key}_sd")
+    return _fmt(figures.get(key)) + ("" if sd is None else f" ± {_fmt(sd)}")
 
 
 def _fmt(value: Any) -> str:
@@ -321,24 +337,43 @@ def _md_performance(card: dict) -> list[str]:
     performance = card["performance"]
     lines = ["## Performance and calibration (TRIPOD+AI 12e, 23)", ""]
     rows = []
+    n_folds = None
     for endpoint, models in performance["cross_validated"].items():
         for name, m in models.items():
+            n_folds = m["n_folds"]
             low, high = m["harrell_c_fold_range"]
-            slope_low, slope_high = m["calibration_slope_24_interval"]
+            slope_low, slope_high = m["pooled_calibration_slope_24_interval"]
             rows.append(
                 [
                     endpoint.upper(),
                     name,
-                    f"{_fmt(m['harrell_c'])} ± {_fmt(m['harrell_c_fold_sd'])} "
-                    f"(folds {_fmt(low)}-{_fmt(high)})",
-                    m["ibs"],
-                    f"{_fmt(m['calibration_slope_24'])} ({_fmt(slope_low)}-{_fmt(slope_high)})",
-                    f"{_fmt(m['mean_predicted_survival_24'])} / {_fmt(m['observed_survival_24'])}",
+                    f"{_mean_sd(m, 'harrell_c')} (folds {_fmt(low)}-{_fmt(high)})",
+                    _mean_sd(m, "uno_c"),
+                    _mean_sd(m, "ibs"),
+                    _mean_sd(m, "calibration_slope_24"),
+                    f"{_fmt(m['pooled_calibration_slope_24'])} "
+                    f"({_fmt(slope_low)}-{_fmt(slope_high)})",
+                    f"{_fmt(m['pooled_mean_predicted_survival_24'])} / "
+                    f"{_fmt(m['pooled_observed_survival_24'])}",
                 ]
             )
-    lines += ["Cross-validated (development rows; ± is the spread over folds):", ""]
+    lines += [
+        f"Cross-validated (development rows): mean ± SD over {n_folds} folds, each fold's "
+        "model judged on that fold's own test rows; the pooled columns use the out-of-fold "
+        "predictions of all folds together:",
+        "",
+    ]
     lines += _md_table(
-        ["endpoint", "model", "Harrell C", "IBS", "slope 24 mo (95% CI)", "S(24) pred / obs"],
+        [
+            "endpoint",
+            "model",
+            "Harrell C",
+            "Uno C",
+            "IBS",
+            "slope 24 mo",
+            "pooled slope 24 mo (95% CI)",
+            "pooled S(24) pred / obs",
+        ],
         rows,
     )
     held_rows = [

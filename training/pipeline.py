@@ -20,7 +20,7 @@ from model.bundle import MONTH_GRID, CurveModel, ModelBundle
 from model.estimators import ESTIMATORS
 from model.schema import ENDPOINTS, TRUTH_PREFIX, encode
 from training import evaluate, registry
-from training.exceptions import CohortValidationError, EvaluationInputError
+from training.exceptions import CohortLabelError, CohortValidationError, EvaluationInputError
 from training.fit import fit_bundle, make_estimator, survival_target
 from training.holdout import DEFAULT_HOLDOUT_FRACTION, HOLDOUT_RULE, holdout_mask, patient_hashes
 from training.parallel import joblib_backend
@@ -31,10 +31,21 @@ from training.validate import Problem, validate_cohort
 logger = logging.getLogger(__name__)
 
 DEFAULT_SYNTHETIC_SIZE = 2000
+BUILT_IN_COHORT = "synthetic"
+"""`--data` naming the built-in synthetic cohort (``synthetic`` or ``synthetic:N``)."""
+COHORT_LABELS = ("synthetic", "real")
+HOW_TO_DECLARE = (
+    "declare the cohort with --label real (a registry of real patients) or --label synthetic "
+    "(simulated data)"
+)
 REFERENCES = ("published", "oracle", "kaplan_meier")
 SUMMARY_HORIZON = "24"
 HELD_OUT_BOOTSTRAP = 200
 """Resamples of the held-out rows for the percentile interval of their Harrell C."""
+SUMMARY_FIGURES = ("harrell_c", "uno_c", "ibs", "calibration_slope_24")
+"""The cross-validated headline: each a mean over folds with its SD (:func:`summarise`)."""
+FOLD_FIGURES = (*SUMMARY_FIGURES, "mean_auc")
+"""What :func:`cross_validate` computes on each fold's own test rows."""
 
 
 @dataclass
@@ -55,6 +66,63 @@ def canonical_order(cohort: pd.DataFrame) -> pd.DataFrame:
     return cohort.sort_values("patient_id", kind="stable").reset_index(drop=True)
 
 
+def is_built_in(data: str) -> bool:
+    """Whether `--data` names the built-in synthetic cohort rather than a file or database."""
+    return data == BUILT_IN_COHORT or data.startswith(f"{BUILT_IN_COHORT}:")
+
+
+def declared_label(data: str, label: str | None) -> str:
+    """The cohort label of a `netprog train` run, checked before anything is read.
+
+    Only the built-in synthetic cohort is labelled without a declaration. Every other cohort,
+    file or database alike, must be declared: a label inferred from the columns would call
+    simulated data without `true_*` columns "real" and drop the not-for-clinical-use warning
+    from every answer, so an undeclared cohort is refused instead.
+
+    Raises
+    ------
+    CohortLabelError
+        If `label` is missing for a file or database cohort, or is "real" for the built-in
+        synthetic cohort.
+    """
+    if is_built_in(data):
+        if label not in (None, "synthetic"):
+            raise CohortLabelError(
+                f"--data {data} is the built-in synthetic cohort, so --label must be synthetic "
+                f"(or left out), but got --label {label}"
+            )
+        return "synthetic"
+    if label not in COHORT_LABELS:
+        raise CohortLabelError(
+            f"--label must be given for every cohort but the built-in synthetic one, but "
+            f"--data {data} came without it; {HOW_TO_DECLARE}. Nothing was read or fitted."
+        )
+    return label
+
+
+def check_label(cohort: pd.DataFrame, label: str | None) -> str:
+    """`label` if it is a cohort label the data does not contradict.
+
+    Raises
+    ------
+    CohortLabelError
+        If `label` is not "synthetic" or "real", or is "real" for a cohort that carries the
+        synthetic generator's `true_*` columns.
+    """
+    if label not in COHORT_LABELS:
+        raise CohortLabelError(
+            f"`cohort_label` must be one of {COHORT_LABELS}, but got {label!r}; {HOW_TO_DECLARE}"
+        )
+    truth = sorted(str(c) for c in cohort.columns if str(c).startswith(TRUTH_PREFIX))
+    if label == "real" and truth:
+        raise CohortLabelError(
+            f"the cohort is declared real but carries the synthetic generator's columns "
+            f"({', '.join(truth[:3])}{', …' if len(truth) > 3 else ''}); simulated data must "
+            "be declared with --label synthetic"
+        )
+    return label
+
+
 def resolve_cohort(data: str, seed: int = 0, query: str | None = None) -> pd.DataFrame:
     """Load and validate the cohort named by `--data`.
 
@@ -62,7 +130,7 @@ def resolve_cohort(data: str, seed: int = 0, query: str | None = None) -> pd.Dat
     :func:`training.sources.read_source`), or ``synthetic[:N]`` for the synthetic default.
     Every source passes the one cohort validation; the rows come back in canonical order.
     """
-    if data == "synthetic" or data.startswith("synthetic:"):
+    if is_built_in(data):
         size = int(data.partition(":")[2] or DEFAULT_SYNTHETIC_SIZE)
         return canonical_order(validate_cohort(simulate_cohort(size, seed)))
     return canonical_order(validate_cohort(read_source(data, query)))
@@ -97,12 +165,28 @@ def cross_validate(
     n_jobs: int = 1,
     estimator_params: dict[str, dict] | None = None,
 ) -> dict[str, dict[str, dict]]:
-    """Out-of-fold metrics per endpoint and model, with the references beside them.
+    """Cross-validated metrics per endpoint and model, with the references beside them.
 
-    Every patient is predicted once, by models fitted without them; the metrics are computed
-    on the pooled out-of-fold predictions, and `fold_harrell_c` keeps the spread over folds.
-    The oracle (the generator's true risk) is included when the cohort has `true_*` columns.
-    `estimator_params` are extra constructor arguments per model family, as in `fit_bundle`.
+    Each fold's model is judged on that fold's own test rows, and the headline figures
+    (:data:`FOLD_FIGURES`) are the mean over folds with their SD: a concordance of risks
+    pooled over different fold models compares scores from models that never ranked the same
+    patients together, so it is not the C of any model. The pooled out-of-fold predictions are
+    kept under ``"pooled"`` (every patient predicted once, by models fitted without them) for
+    the calibration curves, the decision curve and the per-horizon table. The censoring
+    distribution of the IPCW metrics is estimated on the whole cohort, as in
+    :func:`leave_one_centre_out`. The oracle (the generator's true risk) is included when the
+    cohort has `true_*` columns. `estimator_params` are extra constructor arguments per model
+    family, as in `fit_bundle`.
+
+    Returns
+    -------
+    dict
+        ``{endpoint: {model: {"harrell_c", "harrell_c_sd", "uno_c", "uno_c_sd", "ibs",
+        "ibs_sd", "mean_auc", "mean_auc_sd", "calibration_slope_24",
+        "calibration_slope_24_sd", "n_folds", "folds": [fold, ...], "pooled":
+        survival_metrics(...)}}}``; a fold holds ``n_test``, ``n_events``, the figures of
+        :data:`FOLD_FIGURES` (NaN where not computable) and ``skipped``. Means and SDs (sample
+        SD, ``ddof=1``) are over the folds where a figure could be computed.
     """
     params = estimator_params or {}
     names = [
@@ -120,39 +204,83 @@ def cross_validate(
     by_task = dict(zip(tasks, predictions, strict=True))
     targets = {endpoint: survival_target(cohort, endpoint) for endpoint in ENDPOINTS}
     pairs = [(e, n) for e in ENDPOINTS for n in names]
-    metrics = Parallel(n_jobs=n_jobs)(
-        delayed(_pooled_metrics)(targets[e], folds, [by_task[(e, n, k)] for k in range(n_splits)])
-        for e, n in pairs
+    computed = Parallel(n_jobs=n_jobs)(
+        [delayed(_fold_figures)(targets[e], folds[k][1], *by_task[(e, n, k)]) for e, n, k in tasks]
+        + [
+            delayed(_pooled_metrics)(
+                targets[e], folds, [by_task[(e, n, k)] for k in range(n_splits)]
+            )
+            for e, n in pairs
+        ]
     )
+    per_fold = dict(zip(tasks, computed[: len(tasks)], strict=True))
+    pooled = dict(zip(pairs, computed[len(tasks) :], strict=True))
     results: dict[str, dict[str, dict]] = {endpoint: {} for endpoint in ENDPOINTS}
-    for (endpoint, name), model_metrics in zip(pairs, metrics, strict=True):
-        results[endpoint][name] = model_metrics
+    for endpoint, name in pairs:
+        fold_rows = [per_fold[(endpoint, name, k)] for k in range(n_splits)]
+        results[endpoint][name] = {
+            **_over_folds(fold_rows),
+            "n_folds": n_splits,
+            "folds": fold_rows,
+            "pooled": pooled[(endpoint, name)],
+        }
     return results
 
 
+def _fold_figures(y_all: np.ndarray, test: np.ndarray, risk, survival) -> dict:
+    """:data:`FOLD_FIGURES` of one fold's model on that fold's own test rows."""
+    y_test = y_all[test]
+    row = {"n_test": len(test), "n_events": int(y_test["event"].sum())}
+    try:
+        metrics = evaluate.survival_metrics(y_all, y_test, risk, survival, times=MONTH_GRID)
+    except EvaluationInputError as error:
+        return {**row, **dict.fromkeys(FOLD_FIGURES, np.nan), "skipped": {"all": str(error)}}
+    figures = {**headline(metrics), "mean_auc": metrics["mean_auc"]}
+    return {
+        **row,
+        **{name: _finite_or_nan(figures[name]) for name in FOLD_FIGURES},
+        "skipped": metrics["skipped"],
+    }
+
+
+def _finite_or_nan(value) -> float:
+    return float(value) if value is not None and np.isfinite(value) else np.nan
+
+
+def _over_folds(fold_rows: list[dict]) -> dict:
+    """Mean and sample SD of each of :data:`FOLD_FIGURES` over the folds that have it."""
+    summary = {}
+    for name in FOLD_FIGURES:
+        values = np.array([row[name] for row in fold_rows], dtype=float)
+        values = values[np.isfinite(values)]
+        summary[name] = float(values.mean()) if len(values) else np.nan
+        summary[f"{name}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
+    return summary
+
+
 def _pooled_metrics(y_all: np.ndarray, folds: list, fold_predictions: list) -> dict:
-    """Metrics of the pooled out-of-fold predictions, with Harrell C per fold."""
+    """:func:`~training.evaluate.survival_metrics` of the pooled out-of-fold predictions."""
     risk = np.empty(len(y_all))
     survival = np.empty((len(y_all), len(MONTH_GRID)))
-    fold_c = []
     for (_, test), (fold_risk, fold_survival) in zip(folds, fold_predictions, strict=True):
         risk[test], survival[test] = fold_risk, fold_survival
-        fold_c.append(evaluate.harrell_c(y_all["event"][test], y_all["months"][test], fold_risk))
-    metrics = evaluate.survival_metrics(y_all, y_all, risk, survival, times=MONTH_GRID)
-    metrics["fold_harrell_c"] = fold_c
-    return metrics
+    return evaluate.survival_metrics(y_all, y_all, risk, survival, times=MONTH_GRID)
 
 
 def choose_primary(cv: dict[str, dict[str, dict]]) -> dict[str, str]:
-    """Per endpoint, the model family with the higher cross-validated Harrell C."""
+    """Per endpoint, the model family with the higher Harrell C, averaged over folds."""
     return {
-        endpoint: max(ESTIMATORS, key=lambda name: np.mean(cv[endpoint][name]["fold_harrell_c"]))
+        endpoint: max(ESTIMATORS, key=lambda name: cv[endpoint][name]["harrell_c"])
         for endpoint in ENDPOINTS
     }
 
 
 def headline(metrics: dict) -> dict:
-    """Harrell C, Uno C, IBS and the 24-month calibration slope (with its interval)."""
+    """Harrell C, Uno C, IBS and the 24-month calibration slope (with its interval).
+
+    For one evaluation set (a fold's test rows, the held-out rows, a centre); the
+    cross-validated headline is :func:`summarise`'s mean over folds.
+    """
     at_24 = metrics.get("horizons", {}).get(SUMMARY_HORIZON, {})
     return {
         "harrell_c": metrics["harrell_c"],
@@ -165,18 +293,27 @@ def headline(metrics: dict) -> dict:
 
 
 def summarise(cv: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
-    """The headline figures per endpoint and model: C, IBS, 24-month calibration slope."""
+    """The headline figures per endpoint and model: mean and SD over folds.
+
+    Harrell C, Uno C, IBS and the 24-month calibration slope, each computed per fold on that
+    fold's own test rows (:func:`cross_validate`), with ``n_folds``; ``pooled_harrell_c`` is
+    the concordance of the pooled out-of-fold risks, kept for comparison with earlier runs.
+    A figure no fold could compute (the calibration slope of Kaplan-Meier, which predicts
+    the same survival for everyone), or an SD from fewer than two folds, is left out, as the
+    model store drops null metadata.
+    """
     summary = {}
     for endpoint, models in cv.items():
         summary[endpoint] = {}
         for name, metrics in models.items():
-            at_24 = metrics["horizons"].get(SUMMARY_HORIZON, {})
+            figures = {}
+            for key in (k for figure in SUMMARY_FIGURES for k in (figure, f"{figure}_sd")):
+                if np.isfinite(metrics[key]):
+                    figures[key] = metrics[key]
             summary[endpoint][name] = {
-                "harrell_c": metrics["harrell_c"],
-                "harrell_c_fold_sd": float(np.std(metrics["fold_harrell_c"])),
-                "uno_c": metrics["uno_c"],
-                "ibs": metrics["ibs"],
-                "calibration_slope_24": at_24.get("calibration_slope"),
+                **figures,
+                "n_folds": metrics["n_folds"],
+                "pooled_harrell_c": metrics["pooled"]["harrell_c"],
             }
     return evaluate.to_jsonable(summary)
 
@@ -365,7 +502,7 @@ class _Steps:
 def _notes(primary: dict, holdout: dict, loco: dict | None) -> list[str]:
     notes = [
         f"Primary model: {primary['hpfs']} for HPFS, {primary['os']} for OS "
-        "(higher cross-validated Harrell C).",
+        "(higher Harrell C, mean over the cross-validation folds).",
         f"{holdout['n_patients']} patients ({holdout['fraction']:.0%}, rule: {HOLDOUT_RULE}) "
         "were held out before any fitting; the registered models were fitted on the other "
         f"{holdout['n_development']}. Cross-validation ran on those {holdout['n_development']}.",
@@ -385,7 +522,7 @@ def train(
     n_bootstrap: int = 20,
     n_splits: int = 5,
     n_jobs: int = 1,
-    cohort_label: str | None = None,
+    cohort_label: str,
     report_dir: str | Path | None = None,
     promote_if_none: bool = True,
     progress: Callable[[str], None] = lambda step: None,
@@ -398,16 +535,17 @@ def train(
 
     The held-out rows (:mod:`training.holdout`) are set aside first; cross-validation, the
     leave-one-centre-out validation and the registered fits use the other rows, and the
-    held-out rows are stored with the model for the promotion gate. The cohort label is
-    "synthetic" when the cohort carries the generator's `true_*` columns, else "real",
-    unless given. The first model in an empty store becomes production; later ones are
+    held-out rows are stored with the model for the promotion gate. `cohort_label`
+    ("synthetic" or "real") is never inferred: a missing label, or "real" for a cohort with
+    the generator's `true_*` columns, stops the run before anything is fitted
+    (:func:`check_label`). The first model in an empty store becomes production; later ones are
     candidates for `netprog promote`. With `dask_scheduler`, the folds, centres and bootstrap
     fits run on that Dask cluster, with the same results as locally.
     """
     steps = _Steps(progress)
     with steps("validate", "setting the held-out patients aside"):
+        label = check_label(cohort, cohort_label)
         cohort = canonical_order(validate_cohort(cohort))
-        label = cohort_label or ("synthetic" if f"{TRUTH_PREFIX}lp_os" in cohort else "real")
         development, held_out = split_holdout(cohort, holdout_fraction)
     with joblib_backend(dask_scheduler, n_jobs) as jobs:
         with steps("cross_validate", "cross-validating"):

@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 
 from model.schema import MODALITIES, OUTCOME_COLUMNS, TRUTH_PREFIX, Patient
 from training.exceptions import CohortReadError, CohortValidationError
+from training.synthetic import HPFS_EVENT_TYPES, MONTH_DAYS
 
 MAX_MESSAGES = 50
 MAX_PROBLEMS = 1000
@@ -33,6 +34,10 @@ stays bounded."""
 _SCAN_BYTES = 4 << 20
 _UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _TRUE_FALSE = (True, False, 1, 0, 1.0, 0.0, "True", "False", "true", "false", "1", "0")
+_EVENT_CODES = (0, 1, 0.0, 1.0, True, False)
+SAME_TIME_MONTHS = 0.5 / MONTH_DAYS
+"""Two times within half a day are the same day: an HPFS end and an OS death this close are one
+event (exports round months differently)."""
 
 
 @dataclass(frozen=True)
@@ -98,15 +103,6 @@ def _positive_number(series: pd.Series) -> pd.Series:
     return np.isfinite(values) & (values > 0)
 
 
-def _hpfs_not_after_os(frame: pd.DataFrame) -> pd.Series:
-    if "hpfs_months" not in frame or "os_months" not in frame:
-        return pd.Series(True, index=frame.index)  # the missing column is reported on its own
-    hpfs = pd.to_numeric(frame["hpfs_months"], errors="coerce")
-    os_ = pd.to_numeric(frame["os_months"], errors="coerce")
-    comparable = _positive_number(frame["hpfs_months"]) & _positive_number(frame["os_months"])
-    return ~(comparable & (hpfs > os_))
-
-
 def _grade_or_ki67(frame: pd.DataFrame) -> pd.Series:
     ki67 = frame["ki67_percent"] if "ki67_percent" in frame else pd.Series(None, index=frame.index)
     grade = frame["who_grade"] if "who_grade" in frame else pd.Series(None, index=frame.index)
@@ -143,20 +139,19 @@ def build_cohort_schema() -> pa.DataFrameSchema:
             object, pa.Check(_positive_number, error="must be a positive number of months")
         )
         columns[f"{endpoint}_event"] = pa.Column(
-            object,
-            pa.Check.isin((0, 1, 0.0, 1.0, True, False), error="must be 0 (censored) or 1 (event)"),
+            object, pa.Check.isin(_EVENT_CODES, error="must be 0 (censored) or 1 (event)")
         )
+    columns["hpfs_event_type"] = pa.Column(
+        object,
+        pa.Check.isin(HPFS_EVENT_TYPES, error=f"must be one of {', '.join(HPFS_EVENT_TYPES)}"),
+        nullable=True,
+        required=False,
+    )
     columns["center"] = pa.Column(object, nullable=True, required=False)
     columns["treatment_date"] = pa.Column(object, nullable=True, required=False)
     return pa.DataFrameSchema(
         columns,
-        checks=[
-            pa.Check(
-                _hpfs_not_after_os,
-                error="hpfs_months must not exceed os_months (progression after death)",
-            ),
-            pa.Check(_grade_or_ki67, error="who_grade or ki67_percent must be given"),
-        ],
+        checks=[pa.Check(_grade_or_ki67, error="who_grade or ki67_percent must be given")],
         strict=False,
     )
 
@@ -193,6 +188,136 @@ def _problems_from(failures: pd.DataFrame) -> list[Problem]:
             seen.add(key)
             problems.append(problem)
     return sorted(problems, key=lambda p: (p.row or 0, p.column or ""))
+
+
+_HPFS_AFTER_OS = (
+    "must not exceed os_months: HPFS ends at hepatic progression or death, so it cannot end "
+    "after OS ends; correct hpfs_months or os_months"
+)
+_CENSORED_AT_DEATH = (
+    "must be 1 where HPFS ends at an OS death (same time, os_event 1), as in a cause-specific "
+    "export: a death ends HPFS as an event under the progression-or-death definition; recode "
+    "hpfs_event to 1, and add hpfs_event_type to say it was a death"
+)
+_TYPE_CENSORED_AT_DEATH = (
+    "must not be censored where HPFS ends at an OS death (same time, os_event 1): a death ends "
+    "HPFS as an event under the progression-or-death definition; recode it to death and "
+    "hpfs_event to 1"
+)
+_TYPE_DISAGREES = (
+    "must agree with hpfs_event: progression and death are HPFS events (hpfs_event 1), "
+    "censored is hpfs_event 0; correct one of the two"
+)
+_DEATH_NOT_AT_OS_DEATH = (
+    "death must coincide with the OS death (os_event 1 and hpfs_months equal to os_months); "
+    "if hepatic progression came first, record progression, otherwise correct the times"
+)
+
+
+@dataclass(frozen=True)
+class _HpfsEnds:
+    """The HPFS and OS columns of some rows, parsed; `comparable` where all four are valid."""
+
+    hpfs_months: np.ndarray
+    hpfs_event: np.ndarray
+    os_months: np.ndarray
+    os_event: np.ndarray
+    given_type: np.ndarray
+    comparable: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> _HpfsEnds:
+        columns = {}
+        for endpoint in ("hpfs", "os"):
+            months = frame.get(f"{endpoint}_months", pd.Series(np.nan, index=frame.index))
+            event = frame.get(f"{endpoint}_event", pd.Series(np.nan, index=frame.index))
+            columns[f"{endpoint}_months"] = pd.to_numeric(months, errors="coerce").where(
+                _positive_number(months)
+            )
+            columns[f"{endpoint}_event"] = pd.to_numeric(
+                event.where(event.isin(_EVENT_CODES)), errors="coerce"
+            )
+        recorded = frame.get("hpfs_event_type", pd.Series(None, index=frame.index, dtype=object))
+        known = recorded.isin(HPFS_EVENT_TYPES)
+        parsed = {name: values.to_numpy(dtype=float) for name, values in columns.items()}
+        comparable = (
+            np.all([np.isfinite(v) for v in parsed.values()], axis=0)
+            & (known | recorded.isna()).to_numpy()
+        )
+        given = recorded.where(known).to_numpy(dtype=object)
+        return cls(**parsed, given_type=given, comparable=comparable)
+
+    @property
+    def ends_at_os_death(self) -> np.ndarray:
+        same_time = np.abs(self.hpfs_months - self.os_months) <= SAME_TIME_MONTHS
+        return same_time & (self.os_event == 1)
+
+    def derived_types(self) -> np.ndarray:
+        """What ended HPFS, by the rule of :func:`hpfs_event_types` (for comparable rows)."""
+        return np.select(
+            [self.hpfs_event != 1, self.ends_at_os_death], ["censored", "death"], "progression"
+        ).astype(object)
+
+
+def _hpfs_problems(frame: pd.DataFrame) -> list[Problem]:
+    """Rows whose HPFS cannot be established as progression-or-death, by row and column.
+
+    Refused: HPFS ending after OS; HPFS censored at the time of an OS death (a cause-specific
+    export); an `hpfs_event_type` that disagrees with `hpfs_event`, or a death that is not the
+    OS death. Rows whose HPFS or OS columns are themselves invalid are left to the column checks.
+    """
+    ends = _HpfsEnds.of(frame)
+    given = pd.notna(ends.given_type)
+    event = ends.hpfs_event == 1
+    after = ends.hpfs_months > ends.os_months
+    checks = [
+        ("hpfs_event", _CENSORED_AT_DEATH, ~given & ~event & ends.ends_at_os_death),
+        (
+            "hpfs_event_type",
+            _TYPE_CENSORED_AT_DEATH,
+            (ends.given_type == "censored") & ~event & ends.ends_at_os_death,
+        ),
+        ("hpfs_event_type", _TYPE_DISAGREES, given & (event != (ends.given_type != "censored"))),
+        (
+            "hpfs_event_type",
+            _DEATH_NOT_AT_OS_DEATH,
+            (ends.given_type == "death") & event & ~ends.ends_at_os_death,
+        ),
+    ]
+    rows = frame.index.to_numpy()
+    problems = [
+        Problem(int(row) + 1, "hpfs_months", _HPFS_AFTER_OS)
+        for row in rows[ends.comparable & after]
+    ]
+    problems += [
+        Problem(int(row) + 1, column, message)
+        for column, message, failing in checks
+        for row in rows[ends.comparable & ~after & failing]
+    ]
+    return _ordered(problems)
+
+
+def hpfs_event_types(cohort: pd.DataFrame) -> np.ndarray:
+    """What ended each patient's HPFS: "progression", "death" or "censored".
+
+    HPFS ends at hepatic progression or death from any cause, whichever comes first. Where the
+    cohort has `hpfs_event_type` its value is used; where the column is absent or the cell
+    empty, the type is derived from the outcomes: an HPFS event strictly before the end of OS
+    is progression, an HPFS event at the time of an OS death (within `SAME_TIME_MONTHS`) is
+    counted as death (a progression found at death cannot be told from it, and both end HPFS),
+    an HPFS event at OS censoring is progression, and a censored HPFS is censored.
+
+    Parameters
+    ----------
+    cohort : DataFrame, shape = (n_patients, n_columns)
+        A cohort that passed :func:`validate_cohort`.
+
+    Returns
+    -------
+    ndarray of str, shape = (n_patients,)
+    """
+    ends = _HpfsEnds.of(cohort)
+    return np.where(pd.notna(ends.given_type), ends.given_type, ends.derived_types())
 
 
 def _feature_problems(feature_columns) -> list[Problem]:
@@ -261,13 +386,15 @@ def _checked_rows(chunks: Iterable[pd.DataFrame]) -> tuple[list[Problem], bool]:
         if len(problems) >= MAX_PROBLEMS or any(p.message == _MISSING for p in problems):
             return [_stopped_after(rows, problems), *_ordered(problems)[: MAX_PROBLEMS - 1]], True
         rows += len(chunk)
+        found = _hpfs_problems(chunk)
         try:
             ROW_SCHEMA.validate(chunk, lazy=True)
         except pa.errors.SchemaErrors as errors:
-            for problem in _problems_from(errors.failure_cases):
-                if (key := (problem.row, problem.column, problem.message)) not in seen:
-                    seen.add(key)
-                    problems.append(problem)
+            found = _problems_from(errors.failure_cases) + found
+        for problem in found:
+            if (key := (problem.row, problem.column, problem.message)) not in seen:
+                seen.add(key)
+                problems.append(problem)
     return problems, False
 
 
@@ -371,7 +498,35 @@ def _read_csv(path: Path) -> pd.DataFrame:
         problems, stopped = _checked_rows(chunks)
     if stopped:
         raise CohortValidationError(problems, n_lines - 1)
-    return pd.read_csv(path, **options)
+    frame = pd.read_csv(path, **options)
+    if (short := _short_last_row(path, list(frame.columns), len(frame))) is not None:
+        raise CohortValidationError([short], len(frame))
+    return frame
+
+
+def _short_last_row(path: Path, header: list[str], n_rows: int) -> Problem | None:
+    """The problem of a last row with fewer fields than the header: a file cut short.
+
+    pandas fills the missing fields with empty cells, which optional columns (the generator's
+    truth, `hpfs_event_type`) would accept, so a truncated export could otherwise load.
+    """
+    if n_rows == 0:
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - MAX_LINE_BYTES - 2))
+        tail = handle.read().rstrip(b"\r\n")
+    last_line = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    if last_line.count('"') % 2:
+        return None  # the end of a quoted multi-line cell: its row cannot be told from here
+    fields = next(csv.reader([last_line]), [])
+    if len(fields) >= len(header):
+        return None
+    return Problem(
+        n_rows,
+        header[len(fields)],
+        f"is missing: the last row has {len(fields)} of the header's {len(header)} fields, so "
+        "the file looks cut short; export it again",
+    )
 
 
 def _check_csv_text(path: Path) -> int:

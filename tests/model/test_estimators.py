@@ -17,7 +17,12 @@ from sksurv.functions import StepFunction
 from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
-from model.estimators import ESTIMATORS, BoostedCox, PenalizedCox
+from model.estimators import (
+    ESTIMATORS,
+    BoostedCox,
+    PenalizedCox,
+    _breslow_partial_log_likelihood,
+)
 from model.exceptions import (
     InvalidEstimatorParameter,
     InvalidSurvivalTarget,
@@ -473,3 +478,44 @@ def test_cross_validated_concordance_on_gbsg2_is_no_worse_than_lifelines_cox(
     ]
 
     assert np.mean(concordances) >= lifelines_gbsg2_concordance - 0.01
+
+
+def _partial_log_likelihood_by_double_loop(linear_predictor, event, time):
+    """Breslow's partial log-likelihood, one event and one risk-set member at a time."""
+    n_samples, n_predictors = linear_predictor.shape
+    total = np.zeros(n_predictors)
+    for k in range(n_predictors):
+        for i in range(n_samples):
+            if not event[i]:
+                continue
+            risk_set = 0.0
+            for j in range(n_samples):
+                if time[j] >= time[i]:
+                    risk_set += np.exp(linear_predictor[j, k])
+            total[k] += linear_predictor[i, k] - np.log(risk_set)
+    return total
+
+
+def test_the_breslow_partial_likelihood_equals_a_double_loop_on_tied_times():
+    rng = np.random.default_rng(7)
+    n_samples = 40
+    time = rng.integers(1, 7, n_samples).astype(float)
+    event = rng.random(n_samples) < 0.6
+    # Tied events, and events tied with censorings, at the same time.
+    time[:6], event[:6] = 3.0, [True, True, True, False, False, True]
+    linear_predictor = np.column_stack(
+        [np.zeros(n_samples), rng.normal(size=n_samples), 30.0 + 3.0 * rng.normal(size=n_samples)]
+    )
+    assert len(np.unique(time[event])) < event.sum()
+    expected = _partial_log_likelihood_by_double_loop(linear_predictor, event, time)
+    got = _breslow_partial_log_likelihood(linear_predictor, event, time)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-9)
+    shuffled = rng.permutation(n_samples)
+    np.testing.assert_allclose(
+        _breslow_partial_log_likelihood(
+            linear_predictor[shuffled], event[shuffled], time[shuffled]
+        ),
+        expected,
+        rtol=1e-10,
+        atol=1e-9,
+    )

@@ -104,7 +104,10 @@ def test_intervals_contain_the_point_estimate(prognosis, endpoint):
 def _with_members_copied_from_full(bundle):
     models = {
         endpoint: {
-            name: dataclasses.replace(model, members=[model.full] * len(model.members))
+            # Without components the Cox family falls back to its members, as a boosted one does.
+            name: dataclasses.replace(
+                model, members=[model.full] * max(len(model.members), 20), components=[]
+            )
             for name, model in families.items()
         }
         for endpoint, families in bundle.models.items()
@@ -392,7 +395,7 @@ def test_an_unknown_primary_model_is_rejected(prognosis_bundle):
         Predictor(dataclasses.replace(prognosis_bundle, primary={"hpfs": "cox", "os": "coxnet"}))
 
 
-def test_a_primary_family_fitted_without_members_is_rejected_instead_of_giving_no_interval():
+def test_a_primary_family_fitted_without_its_interval_source_is_rejected():
     from training.fit import fit_bundle
     from training.synthetic import simulate_cohort
 
@@ -404,7 +407,10 @@ def test_a_primary_family_fitted_without_members_is_rejected_instead_of_giving_n
         estimator_params={"coxnet": {"cv": 3, "n_alphas": 20, "l1_ratios": (0.9,)}},
     )
 
-    assert [len(bundle.models["os"][name].members) for name in ("coxnet", "xgboost")] == [2, 0]
-    assert Predictor(bundle).endpoints["os"].primary.n_members == 2
-    with pytest.raises(ModelError, match="bootstrap members"):
+    # The Cox family's intervals come from its components (two cause-specific models for
+    # HPFS); only a boosted primary needs bootstrap members, and the check model has none.
+    assert [len(bundle.models[e]["coxnet"].components) for e in ("hpfs", "os")] == [2, 1]
+    assert [len(bundle.models["os"][name].members) for name in ("coxnet", "xgboost")] == [0, 0]
+    assert Predictor(bundle).endpoints["os"].curves is not None
+    with pytest.raises(ModelError, match="Cox components or bootstrap members"):
         Predictor(dataclasses.replace(bundle, primary={"hpfs": "coxnet", "os": "xgboost"}))

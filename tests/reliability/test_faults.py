@@ -336,7 +336,9 @@ def _refuse_with_both_commands(path: Path, expected: str, case: str, tmp_path: P
     home, record = tmp_path / "home", tmp_path / "run.json"
     validate = run_netprog(["validate", str(path)], home, tmp_path / "validate.log")
     train = run_netprog(
-        ["train", "--data", str(path), "--run-record", str(record)], home, tmp_path / "train.log"
+        ["train", "--data", str(path), "--label", "real", "--run-record", str(record)],
+        home,
+        tmp_path / "train.log",
     )
     for command, run in (("validate", validate), ("train", train)):
         _check_refused(run, expected, command, case, path.stat().st_size)

@@ -18,8 +18,9 @@ Both load runs (`SHORT_SECONDS` and `LONG_SECONDS`) are in ``make reliability`` 
 the whole default suite, the pytest process's leftovers from earlier tests (threads, servers
 shutting down) slowed the in-process load generator (a p99 22 times the single-client one,
 against 1.6 times when run alone), so the default run keeps the admission and leak tests.
-Both are skipped, saying so, on a host already busy with other work: there they would measure
-that work.
+On a host already busy with other work they would measure that work, so there they fail,
+saying "not measured" and why, and record ``"measured": false`` in their figures: a skipped
+load test would leave the suite green with nothing measured.
 The figures are printed (``pytest -s``) and written to ``test-artifacts/reliability/``.
 """
 
@@ -202,21 +203,25 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def skip_if_the_host_is_busy() -> None:
-    """Skip when other processes already use more than `MAX_OTHER_CPU_PERCENT` of the CPUs:
-    the test then measures their work, not the service's (a shared CI runner, a parallel
-    test run)."""
+def fail_unless_the_host_is_quiet(name: str) -> None:
+    """Fail, recording the load as not measured, when other processes already use more than
+    `MAX_OTHER_CPU_PERCENT` of the CPUs: the test would measure their work, not the service's
+    (a shared CI runner, a parallel test run). Not a skip: a skipped load test leaves the
+    suite green although nothing was measured."""
     busy = psutil.cpu_percent(interval=BUSY_SAMPLE_SECONDS)
     if busy > MAX_OTHER_CPU_PERCENT:
-        pytest.skip(
+        reason = (
             f"the host is busy: other processes used {busy:.0f} % of its "
             f"{psutil.cpu_count()} CPUs over {BUSY_SAMPLE_SECONDS:g} s before the load test, "
             f"more than the {MAX_OTHER_CPU_PERCENT:g} % it can share"
         )
+        _write_figures(name, {"measured": False, "reason": reason})
+        print(f"\nload: NOT MEASURED: {reason}")
+        pytest.fail(f"load not measured: {reason}; run it again on a quiet host")
 
 
 def run_load(serve, seconds: float) -> None:
-    skip_if_the_host_is_busy()
+    fail_unless_the_host_is_quiet(f"load-{seconds:g}s")
     server = serve(workers=2)
     bodies = varied_bodies(N_BODIES)
     single = single_client(server.base, bodies, SINGLE_WARMUP, SINGLE_REQUESTS)
@@ -227,6 +232,7 @@ def run_load(serve, seconds: float) -> None:
     growth = rss_end / rss_start - 1
     (s50, s95, s99), (l50, l95, l99) = single.percentiles(), load.percentiles()
     figures = {
+        "measured": True,
         "seconds": seconds,
         "rate_due": RATE,
         "workers": 2,
@@ -266,6 +272,35 @@ def run_load(serve, seconds: float) -> None:
     report = verify(audit)
     assert report.ok, report.summary()
     assert report.n_records == len(answered)
+
+
+def test_a_busy_host_fails_the_load_test_as_not_measured_instead_of_skipping(
+    monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 90.0)
+    monkeypatch.setattr(sys.modules[__name__], "ARTIFACTS", tmp_path)
+    try:
+        fail_unless_the_host_is_quiet("load-20s")
+    except pytest.skip.Exception as skipped:
+        pytest.fail(f"a busy host skipped the load test instead of failing it: {skipped}")
+    except pytest.fail.Exception as failed:
+        message = str(failed)
+    else:
+        pytest.fail("a busy host let the load test run")
+    assert message.startswith("load not measured: the host is busy")
+    assert "load: NOT MEASURED: the host is busy: other processes used 90 %" in (
+        capsys.readouterr().out
+    )
+    figures = json.loads((tmp_path / "load-20s.json").read_text(encoding="utf-8"))
+    assert figures["measured"] is False
+    assert figures["reason"].startswith("the host is busy")
+
+
+def test_a_quiet_host_lets_the_load_test_run(monkeypatch, tmp_path):
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: 5.0)
+    monkeypatch.setattr(sys.modules[__name__], "ARTIFACTS", tmp_path)
+    fail_unless_the_host_is_quiet("load-20s")
+    assert not (tmp_path / "load-20s.json").exists()
 
 
 @pytest.mark.slow  # in the full default run the test process's leftovers distorted it

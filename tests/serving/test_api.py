@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from model.bundle import MONTH_GRID
-from model.predictor import SYNTHETIC_DISCLAIMER, Predictor
+from model.predictor import INCIDENCE_MEASURE, SYNTHETIC_DISCLAIMER, Predictor
 from model.schema import Patient
 from serving.schemas import ModelCard, Prognosis, PrognosisList
 from tests.serving.conftest import EXAMPLES, FIXTURE_PATIENTS, example
@@ -221,6 +221,46 @@ def test_model_card_names_the_model_its_synthetic_training_data_and_the_disclaim
     assert card.models["primary"] == {"hpfs": "coxnet", "os": "coxnet"}
     assert card.disclaimer == SYNTHETIC_DISCLAIMER
     assert "tumour board" in card.intended_use
+
+
+def test_the_model_card_defines_hpfs_as_progression_or_death_beside_the_cumulative_incidence(
+    client,
+):
+    card = ModelCard.model_validate(client.get("/v1/model").json())
+
+    assert "hepatic progression or death, whichever comes first" in card.intended_use
+    assert INCIDENCE_MEASURE in card.intended_use
+    assert any(INCIDENCE_MEASURE in limitation for limitation in card.limitations)
+    assert any("delta-method intervals of a relaxed Cox model" in x for x in card.limitations)
+
+
+def test_the_answer_counts_training_patients_at_risk_and_the_incidence_of_progression(client):
+    body = Prognosis.model_validate(
+        client.post("/v1/prognosis", json=example("g2_pancreas_sirt.json")).json()
+    )
+
+    assert body.hpfs.event == "hepatic progression or death"
+    assert body.os.event == "death"
+    for endpoint in (body.hpfs, body.os):
+        assert endpoint.interval_method == "delta method (relaxed Cox model, log-log scale)"
+        at_risk = endpoint.numbers_at_risk
+        assert [n.month for n in at_risk] == list(range(0, 121, 12))
+        assert at_risk[0].at_risk == FIXTURE_PATIENTS
+        counts = [n.at_risk for n in at_risk]
+        assert counts == sorted(counts, reverse=True)
+    incidence = body.hepatic_progression
+    assert incidence.measure == INCIDENCE_MEASURE
+    assert incidence.modality == "SIRT"
+    assert incidence.curve[0].incidence == 0.0
+    values = [incidence.cumulative_incidence_at[h].value for h in ("12", "24", "36", "60")]
+    assert values == sorted(values)
+    for h in ("12", "24", "36", "60"):
+        at = incidence.cumulative_incidence_at[h]
+        assert at.lower <= at.value <= at.upper
+        # Death competes: progression by a month is at most the HPFS events by then.
+        assert at.value <= 1 - body.hpfs.survival_at[h].value + 1e-3
+    [planned] = [m for m in incidence.modalities if m.modality == "SIRT"]
+    assert planned.cumulative_incidence_at == incidence.cumulative_incidence_at
 
 
 @pytest.mark.parametrize("route", ["/livez", "/readyz", "/healthz"])

@@ -117,6 +117,30 @@ def test_a_patient_view_card_has_the_json_apis_medians_for_the_same_patient(make
     assert len(card["summary"]) <= SUMMARY_MAX
 
 
+def test_the_card_says_progression_or_death_and_gives_the_incidence_at_12_and_24_months(
+    make_client,
+):
+    client = make_client()
+    card = one_card(client.post(PATIENT_VIEW, json=example("cds_patient_view.json")))
+    reference = client.post(
+        "/v1/fhir/prognosis", json=example("g2_pancreas_sirt.bundle.json")
+    ).json()
+
+    detail = card["detail"]
+    incidence = reference["hepatic_progression"]["cumulative_incidence_at"]
+    assert "Median HPFS (progression or death)" in detail
+    assert "HPFS ends at hepatic progression or death" in detail
+    [line] = [x for x in detail.splitlines() if x.startswith("Cumulative incidence")]
+    assert (
+        "Cumulative incidence of hepatic progression (death as a competing event) under SIRT"
+        in line
+    )
+    for month in ("12", "24"):
+        at = {k: round(incidence[month][k] * 100) for k in ("value", "lower", "upper")}
+        assert f"{month} months {at['value']} % (95 % CI {at['lower']}–{at['upper']} %" in line
+    assert "36 months" not in line
+
+
 def test_the_card_holds_the_comparison_caveat_disclaimer_and_a_form_link_with_the_patient(
     make_client,
 ):

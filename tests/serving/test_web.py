@@ -229,6 +229,42 @@ def test_a_g2_pancreatic_patient_gets_both_curves_the_modality_tables_and_the_re
     page.screenshot(path=ARTIFACTS / "result-page.png", full_page=True)
 
 
+def test_the_numbers_at_risk_and_the_incidence_of_progression_are_the_apis(web_server, open_page):
+    web = open_page(web_server)
+    page = web.page
+    fill_g2_pancreas(page)
+
+    with page.expect_response("**/v1/prognosis") as answer:
+        submit_with_enter(page)
+    wait_for_results(page)
+    prognosis = answer.value.json()
+
+    for endpoint in ("hpfs", "os"):
+        row = page.locator(f"#at-risk-{endpoint} tr")
+        assert row.locator("th").inner_text() == "Number at risk"
+        cells = row.locator("td")
+        months = [int(m) for m in cells.evaluate_all("tds => tds.map(td => td.dataset.month)")]
+        expected = {n["month"]: n["at_risk"] for n in prognosis[endpoint]["numbers_at_risk"]}
+        assert months[:3] == [0, 12, 24]
+        assert months == sorted(months)
+        assert [int(c) for c in cells.all_inner_texts()] == [expected[m] for m in months]
+        lefts = cells.evaluate_all("tds => tds.map(td => td.getBoundingClientRect().left)")
+        assert lefts == sorted(lefts)
+    assert "progression or death" in page.inner_text("#curves-title + .pair")
+    incidence = prognosis["hepatic_progression"]
+    measure = "cumulative incidence of hepatic progression (death as a competing event)"
+    assert measure in page.inner_text("#incidence-title").lower()
+    rows = page.locator("#incidence-table tbody tr")
+    assert rows.count() == 3
+    planned = rows.filter(has_text="planned").locator("td").all_inner_texts()
+    for cell, horizon in zip(planned, ("12", "24", "36", "60"), strict=True):
+        at = incidence["cumulative_incidence_at"][horizon]
+        assert cell.split()[0] == f"{at['value'] * 100:.0f}"
+        assert re.search(r"\d+(\.\d)?–\d+(\.\d)?", cell), cell
+    assert trace_lengths(page, "chart-incidence") == [len(incidence["curve"])] * 3
+    web.assert_clean()
+
+
 def test_the_page_loads_and_answers_with_every_non_loopback_request_blocked(web_server, open_page):
     web = open_page(web_server, viewport={"width": 1024, "height": 1366})
     page = web.page

@@ -71,7 +71,7 @@ def test_a_training_job_killed_mid_fit_leaves_the_store_and_pointer_unchanged(
         "PYTHONUNBUFFERED": "1",
     }
     process = subprocess.Popen(
-        [str(NETPROG), "-v", "train", "--data", str(cohort), "--folds", "2"]
+        [str(NETPROG), "-v", "train", "--data", str(cohort), "--label", "synthetic", "--folds", "2"]
         + ["--n-bootstrap", "400", "--jobs", "1"],
         env=environment,
         stdout=subprocess.DEVNULL,

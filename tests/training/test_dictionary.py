@@ -30,7 +30,7 @@ def test_netprog_dictionary_prints_the_generated_table():
 
 def test_every_cohort_schema_column_and_patient_field_is_described_once():
     names = [column.name for column in cohort_columns()]
-    assert len(names) == len(set(names)) == 21
+    assert len(names) == len(set(names)) == 22
     assert set(COHORT_SCHEMA.columns) == set(names)
     assert set(Patient.model_fields) <= set(names)
 
@@ -50,5 +50,5 @@ def test_ranges_units_and_requirements_come_from_the_schemas():
 
 def test_the_markdown_table_has_one_row_per_column_with_seven_cells():
     rows = [line for line in dictionary_markdown().splitlines() if line.startswith("| `")]
-    assert len(rows) == 21
+    assert len(rows) == 22
     assert all(len(re.findall(r"(?<!\\)\|", row)) == 8 for row in rows)

@@ -11,6 +11,7 @@ import pytest
 from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
 from sksurv.util import Surv
 
+from model.schema import MODALITIES
 from training.evaluate import (
     DECISION_HORIZON,
     NOT_FOR_CLINICAL_USE,
@@ -36,7 +37,7 @@ from training.evaluate import (
     write_report,
 )
 from training.exceptions import EvaluationInputError, MissingTruthError
-from training.synthetic import CohortSpec, simulate_cohort
+from training.synthetic import TRUTH_MONTHS, CohortSpec, simulate_cohort
 
 TRAIN_SEED, TEST_SEED, TABLE_SEED, CONFOUNDED_SEED = 101, 102, 103, 104
 GRID = np.arange(1.0, 121.0)
@@ -172,6 +173,34 @@ def test_oracle_needs_the_generator_truth_columns(test_cohort):
         oracle_risk(real_looking, "os")
 
 
+def test_the_hpfs_oracle_is_the_composite_survival_under_the_received_modality(spec, test_cohort):
+    survival = oracle_survival(test_cohort, "hpfs", TRUTH_MONTHS, spec)
+    codes = pd.Categorical(test_cohort["modality"], categories=MODALITIES).codes
+    for column, month in enumerate(TRUTH_MONTHS):
+        published = [test_cohort[f"true_surv_hpfs_{m}_{month}"] for m in MODALITIES]
+        np.testing.assert_allclose(survival[:, column], np.choose(codes, published), rtol=1e-12)
+    risk = oracle_risk(test_cohort, "hpfs", spec)
+    assert (np.diff(survival[np.argsort(risk), 1]) <= 1e-12).all()
+
+
+def test_the_hpfs_oracle_agrees_with_kaplan_meier_of_progression_or_death(spec, test_cohort):
+    y = outcomes(test_cohort, "hpfs")
+    horizons = [6.0, 12.0, DECISION_HORIZON]
+    observed = np.array([kaplan_meier_at(y["event"], y["time"], month) for month in horizons])
+    predicted = oracle_survival(test_cohort, "hpfs", horizons, spec).mean(axis=0)
+    assert ((observed[:, 1] < predicted) & (predicted < observed[:, 2])).all()
+    shape, scale = spec.baseline("hpfs")
+    relative = np.exp(test_cohort["true_lp_hpfs"].to_numpy())[:, None]
+    progression_only = np.exp(-relative * (np.array(horizons[:2]) / scale) ** shape).mean(axis=0)
+    assert (progression_only > observed[:2, 2] + 0.03).all()
+
+
+def test_the_hpfs_oracle_needs_the_death_log_hazard_too(test_cohort):
+    without_death = test_cohort.drop(columns=["true_lp_os"])
+    with pytest.raises(MissingTruthError, match="true_lp_os"):
+        oracle_survival(without_death, "hpfs", [12.0])
+
+
 @pytest.fixture(scope="module")
 def large_cohort() -> pd.DataFrame:
     # 10,000 patients put the burden >75 % log hazard ratio's standard error near 0.05, so the
@@ -243,6 +272,16 @@ def test_iptw_estimate_matches_the_true_effect_under_the_cohorts_own_follow_up(s
     assert iptw == pytest.approx(math.log(sirt_vs_tace_os["true_observed"]), abs=0.12)
     ess = sirt_vs_tace_os["effective_sample_size"]["total"]
     assert 0.5 * (sirt_vs_tace_os["n_treated"] + sirt_vs_tace_os["n_reference"]) < ess
+
+
+def test_iptw_sirt_vs_tace_hpfs_matches_the_true_progression_or_death_effect(
+    spec, confounded_cohort
+):
+    effect = modality_effect(confounded_cohort, "hpfs", ("SIRT", "TACE"))
+    truth = true_marginal_hazard_ratio(
+        confounded_cohort, "hpfs", ("SIRT", "TACE"), spec, follow_up="observed"
+    )
+    assert math.log(effect["iptw"]["hr"]) == pytest.approx(math.log(truth), abs=0.12)
 
 
 def test_kaplan_meier_by_grade_orders_the_medians_and_rejects_equality(test_cohort):

@@ -25,7 +25,15 @@ FAST = {"coxnet": {"cv": 3, "n_alphas": 30, "l1_ratios": (0.9,)}}
 
 
 def _train(cohort, seed):
-    return train(cohort, seed=seed, n_bootstrap=2, n_splits=3, n_jobs=1, estimator_params=FAST)
+    return train(
+        cohort,
+        seed=seed,
+        n_bootstrap=2,
+        n_splits=3,
+        n_jobs=1,
+        cohort_label="synthetic",
+        estimator_params=FAST,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +50,8 @@ def candidates(tmp_path_factory):
         if registry.production_tag() != production.tag:
             registry.set_production(production.tag, reason="test baseline")
         shuffled = cohort.copy()
-        shuffled[list(OUTCOME_COLUMNS)] = (
-            cohort[list(OUTCOME_COLUMNS)].sample(frac=1.0, random_state=1).to_numpy()
-        )
+        outcomes = [*OUTCOME_COLUMNS, "hpfs_event_type"]  # moved together, so they agree
+        shuffled[outcomes] = cohort[outcomes].sample(frac=1.0, random_state=1).to_numpy()
         write_cohort(shuffled, folder / "shuffled.csv")
         with warnings.catch_warnings():
             # Outcomes shuffled against the patients leave nothing to learn: the penalised
@@ -52,7 +59,8 @@ def candidates(tmp_path_factory):
             warnings.filterwarnings("ignore", "all coefficients are zero", UserWarning)
             result = CliRunner().invoke(
                 main,
-                ["train", "--data", str(folder / "shuffled.csv"), "--promote"]
+                ["train", "--data", str(folder / "shuffled.csv"), "--label", "synthetic"]
+                + ["--promote"]
                 + ["--n-bootstrap", "2", "--folds", "3", "--jobs", "1"]
                 + ["--run-record", str(folder / "run.json")],
             )

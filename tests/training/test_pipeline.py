@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from training import registry
+from model.bundle import MONTH_GRID
+from training import pipeline, registry
 from training.cli import main
+from training.evaluate import harrell_c, oracle_risk, oracle_survival
 from training.exceptions import BundleIntegrityError, RegistryError
+from training.fit import survival_target
 from training.pipeline import choose_primary, cross_validate, resolve_cohort, summarise
 
 
@@ -27,7 +30,7 @@ def test_the_primary_model_is_close_to_the_oracle_on_held_out_patients(cv_2000, 
     model, oracle = cv_2000[endpoint][primary], cv_2000[endpoint]["oracle"]
     assert model["harrell_c"] > oracle["harrell_c"] - 0.02
     assert model["ibs"] < oracle["ibs"] + 0.01
-    assert 0.8 <= model["horizons"]["24"]["calibration_slope"] <= 1.2
+    assert 0.8 <= model["calibration_slope_24"] <= 1.2
 
 
 @pytest.mark.parametrize("endpoint", ["hpfs", "os"])
@@ -76,6 +79,7 @@ def trained(tmp_path_factory):
         ],
     )
     assert result.exit_code == 0, result.output
+    (report_dir / "train.out").write_text(result.output, encoding="utf-8")
     return registry.list_models()[0], report_dir
 
 
@@ -138,7 +142,10 @@ def test_train_on_an_invalid_cohort_stops_before_fitting_with_row_errors(tmp_pat
     cohort.to_csv(path, index=False)
     before = len(registry.list_models())
     record = tmp_path / "run.json"
-    result = CliRunner().invoke(main, ["train", "--data", str(path), "--run-record", str(record)])
+    result = CliRunner().invoke(
+        main,
+        ["train", "--data", str(path), "--label", "synthetic", "--run-record", str(record)],
+    )
     assert result.exit_code == 2
     assert "row 4, column os_event" in result.output
     assert len(registry.list_models()) == before
@@ -173,6 +180,13 @@ def test_the_run_record_names_the_tag_status_exit_code_timings_and_metrics(train
     assert run["error"] is None
 
 
+def test_the_train_summary_shows_fold_means_with_their_sd(trained):
+    _, report_dir = trained
+    output = (report_dir / "train.out").read_text(encoding="utf-8")
+    assert "CV: mean ± SD over the 3 cross-validation folds" in " ".join(output.split())
+    assert output.count(" ± ") >= 4 * 4
+
+
 def test_the_report_shows_held_out_and_leave_one_centre_out_tables(trained):
     _, report_dir = trained
     page = (report_dir / "report.html").read_text()
@@ -200,7 +214,10 @@ def test_the_model_card_holds_the_tripod_items_and_the_synthetic_warning(trained
     held_out = card["performance"]["held_out"]["os"]["coxnet"]
     assert held_out["harrell_c_lower"] < held_out["harrell_c"] < held_out["harrell_c_upper"]
     cv = card["performance"]["cross_validated"]["os"]["coxnet"]
-    assert cv["harrell_c_fold_range"][0] <= cv["harrell_c_fold_range"][1]
+    assert cv["harrell_c_fold_range"][0] <= cv["harrell_c"] <= cv["harrell_c_fold_range"][1]
+    assert cv["n_folds"] == 3
+    assert all(cv[f"{name}_sd"] > 0 for name in ("harrell_c", "uno_c", "ibs"))
+    assert "pooled_harrell_c" in cv
     page = (report_dir / "model_card.md").read_text()
     for heading in (
         "## Intended use",
@@ -215,6 +232,10 @@ def test_the_model_card_holds_the_tripod_items_and_the_synthetic_warning(trained
         "## Limitations",
     ):
         assert heading in page
+    assert "mean ± SD over 3 folds" in page
+    report = (report_dir / "report.html").read_text()
+    assert "Cross-validated metrics: mean ± SD over 3 folds" in report
+    assert "pooled Harrell C" in report
     assert "not for clinical use" in page
 
 
@@ -225,4 +246,63 @@ def test_train_help_documents_the_exit_codes():
 
 
 def test_fold_spread_is_reported_and_small(cv_2000):
-    assert np.std(cv_2000["os"]["coxnet"]["fold_harrell_c"]) < 0.05
+    figures = cv_2000["os"]["coxnet"]
+    assert len(figures["folds"]) == figures["n_folds"] == 5
+    for name in ("harrell_c", "uno_c", "ibs"):
+        assert 0 < figures[f"{name}_sd"] < 0.05, name
+
+
+def _fold_shifted_oracle(recorded):
+    """`_fold_predictions` stand-in: the oracle's risk, shifted by an offset of each fold's own.
+
+    A fold's own C ignores a shift common to its rows; a C pooled over folds does not, so the
+    two differ by construction.
+    """
+
+    def predict(name, cohort, train, test, endpoint, seed, params=None):
+        rows = cohort.iloc[test]
+        recorded.append((endpoint, name, np.asarray(test)))
+        shift = 10.0 * float(np.min(test))
+        return (
+            oracle_risk(rows, endpoint) + shift,
+            oracle_survival(rows, endpoint, MONTH_GRID),
+        )
+
+    return predict
+
+
+def test_cross_validated_c_is_the_mean_of_each_folds_own_c_not_a_pooled_c(monkeypatch):
+    cohort = resolve_cohort("synthetic:300", seed=4)
+    recorded: list = []
+    monkeypatch.setattr(pipeline, "_fold_predictions", _fold_shifted_oracle(recorded))
+    cv = cross_validate(cohort, seed=4, n_splits=3, n_jobs=1)
+    y = survival_target(cohort, "os")
+    risk = oracle_risk(cohort, "os")
+    tests = [test for endpoint, name, test in recorded if (endpoint, name) == ("os", "coxnet")]
+    assert len(tests) == 3
+    assert sorted(np.concatenate(tests).tolist()) == list(range(len(cohort)))
+    per_fold = [harrell_c(y["event"][t], y["months"][t], risk[t]) for t in tests]
+    figures = cv["os"]["coxnet"]
+    assert [fold["harrell_c"] for fold in figures["folds"]] == pytest.approx(per_fold)
+    assert figures["harrell_c"] == pytest.approx(np.mean(per_fold))
+    assert figures["harrell_c_sd"] == pytest.approx(np.std(per_fold, ddof=1))
+    assert [fold["n_test"] for fold in figures["folds"]] == [len(t) for t in tests]
+    assert figures["pooled"]["harrell_c"] < figures["harrell_c"] - 0.05
+    summary = summarise(cv)["os"]["coxnet"]
+    assert summary["harrell_c"] == pytest.approx(np.mean(per_fold))
+    assert summary["pooled_harrell_c"] == pytest.approx(figures["pooled"]["harrell_c"])
+    for name in ("uno_c", "ibs", "calibration_slope_24"):
+        values = [fold[name] for fold in figures["folds"]]
+        assert summary[name] == pytest.approx(np.mean(values)), name
+        assert summary[f"{name}_sd"] == pytest.approx(np.std(values, ddof=1)), name
+
+
+def test_the_primary_model_is_chosen_by_the_mean_over_folds_not_the_pooled_c():
+    def model(fold_mean, pooled):
+        return {"harrell_c": fold_mean, "pooled": {"harrell_c": pooled}}
+
+    cv = {
+        endpoint: {"coxnet": model(0.74, 0.70), "xgboost": model(0.72, 0.76)}
+        for endpoint in ("hpfs", "os")
+    }
+    assert choose_primary(cv) == {"hpfs": "coxnet", "os": "coxnet"}

@@ -22,7 +22,13 @@ def local_and_dask_runs():
     from distributed import LocalCluster
 
     cohort = resolve_cohort("synthetic:300", seed=8)
-    options = {"seed": 8, "n_bootstrap": 3, "n_splits": 3, "estimator_params": FAST}
+    options = {
+        "seed": 8,
+        "n_bootstrap": 3,
+        "n_splits": 3,
+        "estimator_params": FAST,
+        "cohort_label": "synthetic",
+    }
     with store_restored_afterwards():
         local = train(cohort, n_jobs=1, **options)
         with LocalCluster(

@@ -187,7 +187,8 @@ def test_train_reads_a_postgresql_query_and_registers_a_model(sources, tmp_path)
     with store_restored_afterwards():
         result = CliRunner().invoke(
             main,
-            ["train", "--data", url, "--query", "SELECT * FROM net_registry WHERE center <> 'C3'"]
+            ["train", "--data", url, "--label", "synthetic"]
+            + ["--query", "SELECT * FROM net_registry WHERE center <> 'C3'"]
             + ["--n-bootstrap", "2", "--folds", "2", "--jobs", "1"]
             + ["--run-record", str(record)],
         )
@@ -220,7 +221,9 @@ def test_an_invalid_row_in_the_database_stops_the_job_with_row_errors_before_fit
         engine.dispose()
     before = [str(m.tag) for m in registry.list_models()]
     query = "SELECT * FROM bad_registry ORDER BY patient_id"
-    result = CliRunner().invoke(main, ["train", "--data", postgres_url, "--query", query])
+    result = CliRunner().invoke(
+        main, ["train", "--data", postgres_url, "--label", "synthetic", "--query", query]
+    )
     assert result.exit_code == 2
     assert "row 1, column tumor_burden_percent: must be a number between 0 and 100" in (
         result.output
@@ -248,7 +251,9 @@ def test_an_unreachable_database_is_a_failure_not_invalid_data():
     with pytest.raises(SourceUnavailableError, match="must accept the connection") as error:
         read_source(url, "SELECT 1")
     assert "secret" not in str(error.value)
-    result = CliRunner().invoke(main, ["train", "--data", url, "--query", "SELECT 1"])
+    result = CliRunner().invoke(
+        main, ["train", "--data", url, "--label", "real", "--query", "SELECT 1"]
+    )
     assert result.exit_code == 1
     assert "secret" not in result.output
 

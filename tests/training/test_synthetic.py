@@ -7,10 +7,24 @@ import pandas as pd
 import pytest
 import yaml
 from lifelines import CoxPHFitter
+from scipy import integrate
 
-from model.schema import FEATURE_NAMES, MODALITIES, encode
+from model.schema import FEATURE_NAMES, encode
 from training.calibrate import CHEN2017_MEDIANS, km_medians_by_grade
-from training.synthetic import DEFAULT_SPEC_PATH, CohortSpec, simulate_cohort, true_survival
+from training.synthetic import (
+    DEFAULT_SPEC_PATH,
+    MODALITIES,
+    TRUTH_MONTHS,
+    CohortSpec,
+    draw_progression_and_death,
+    simulate_cohort,
+    true_cif_death_before_progression,
+    true_cif_progression,
+    true_hpfs_survival,
+    true_median,
+    true_survival,
+    true_values_at,
+)
 
 MAIN_EFFECTS = [n for n in FEATURE_NAMES if "_in_" not in n]
 
@@ -26,7 +40,12 @@ def spec() -> CohortSpec:
 
 
 def cox_fit(frame: pd.DataFrame, endpoint: str, columns) -> CoxPHFitter:
-    data = frame[columns].assign(T=frame[f"{endpoint}_months"], E=frame[f"{endpoint}_event"])
+    """Cox fit of the spec's model for `endpoint`: for "hpfs" the cause-specific hazard of
+    progression (a death before it censors), which is what `hazards.hpfs` holds."""
+    event = frame[f"{endpoint}_event"]
+    if endpoint == "hpfs":
+        event = (frame["hpfs_event_type"] == "progression").astype(int)
+    data = frame[columns].assign(T=frame[f"{endpoint}_months"], E=event)
     return CoxPHFitter().fit(data, "T", "E")
 
 
@@ -43,9 +62,20 @@ def test_kaplan_meier_medians_by_grade_are_within_15_percent_of_chen_2017(cohort
         assert medians[grade] == pytest.approx(published, rel=0.15), (grade, medians[grade])
 
 
+def test_composite_hpfs_medians_by_grade_are_18_5_12_2_and_4_9_months_within_15_percent(cohort):
+    hpfs_event = cohort["hpfs_event_type"].isin(["progression", "death"])
+    assert (cohort["hpfs_event"] == hpfs_event).all()
+    assert (cohort["hpfs_event_type"] == "death").mean() > 0.1
+    medians = km_medians_by_grade(cohort, "hpfs")
+    assert medians["G1"] == pytest.approx(18.5, rel=0.15)
+    assert medians["G2"] == pytest.approx(12.2, rel=0.15)
+    assert medians["G3"] == pytest.approx(4.9, rel=0.15)
+
+
 @pytest.mark.parametrize("endpoint", ["hpfs", "os"])
 def test_a_multivariate_cox_fit_recovers_every_main_effect_within_0_15(cohort, spec, endpoint):
-    design = encode(cohort).assign(**cohort[[f"{endpoint}_months", f"{endpoint}_event"]])
+    outcome = [f"{endpoint}_months", f"{endpoint}_event", "hpfs_event_type"]
+    design = encode(cohort).assign(**cohort[outcome])
     fitted = cox_fit(design, endpoint, list(FEATURE_NAMES)).params_
     truth = spec.log_hazard_ratios(endpoint)
     errors = (fitted - truth)[MAIN_EFFECTS].abs()
@@ -84,11 +114,20 @@ def test_mean_follow_up_is_between_20_and_36_months_with_about_15_percent_lost_e
     assert 0.08 < censored_in_first_year < 0.2
 
 
-def test_progression_never_comes_after_death(cohort):
+def test_hpfs_never_ends_after_os_and_a_death_first_ends_it_as_an_event_at_the_death(cohort):
     assert (cohort["hpfs_months"] <= cohort["os_months"]).all()
     assert (cohort["hpfs_months"] > 0).all()
-    died_first = (cohort["hpfs_event"] == 0) & (cohort["hpfs_months"] == cohort["os_months"])
-    assert cohort.loc[died_first & (cohort["os_event"] == 1)].shape[0] > 0
+    died_first = cohort[cohort["hpfs_event_type"] == "death"]
+    assert len(died_first) > 2000
+    assert (died_first["hpfs_event"] == 1).all()
+    assert (died_first["os_event"] == 1).all()
+    assert (died_first["hpfs_months"] == died_first["os_months"]).all()
+    censored = cohort[cohort["hpfs_event_type"] == "censored"]
+    assert (censored["hpfs_event"] == 0).all()
+    assert (censored["os_event"] == 0).all()
+    assert (censored["hpfs_months"] == censored["os_months"]).all()
+    censored_at_a_death = (cohort["hpfs_event"] == 0) & (cohort["os_event"] == 1)
+    assert not (censored_at_a_death & (cohort["hpfs_months"] == cohort["os_months"])).any()
 
 
 def test_truth_columns_give_the_true_log_hazard_under_every_modality(cohort, spec):
@@ -111,6 +150,110 @@ def test_true_survival_is_a_proper_curve_and_matches_the_simulated_deaths(cohort
     died_by_12 = ((cohort["os_event"] == 1) & (cohort["os_months"] < 12)).sum()
     fully_observed = died_by_12 + followed.sum()
     assert died_by_12 / fully_observed == pytest.approx(1 - curves[:, 1].mean(), abs=0.03)
+
+
+@pytest.fixture(scope="module")
+def one_patient_under_every_modality() -> pd.DataFrame:
+    """A G3 patient (death competes hard there), with its truth columns."""
+    cohort = simulate_cohort(200, seed=3)
+    return cohort[cohort["who_grade"] == "G3"].iloc[[0]]
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_true_survival_and_cumulative_incidence_columns_match_200_000_simulated_copies(
+    one_patient_under_every_modality, spec, modality
+):
+    patient = one_patient_under_every_modality
+    n = 200_000
+    progression, death = draw_progression_and_death(
+        np.repeat(patient[f"true_lp_hpfs_{modality}"].to_numpy(), n),
+        np.repeat(patient[f"true_lp_os_{modality}"].to_numpy(), n),
+        np.random.default_rng(17),
+        spec,
+    )
+    hpfs = np.minimum(progression, death)
+    for month in TRUTH_MONTHS:
+        truth = patient.iloc[0]
+        assert np.mean(hpfs > month) == pytest.approx(
+            truth[f"true_surv_hpfs_{modality}_{month}"], abs=0.01
+        )
+        assert np.mean(death > month) == pytest.approx(
+            truth[f"true_surv_os_{modality}_{month}"], abs=0.01
+        )
+        assert np.mean((progression <= month) & (progression < death)) == pytest.approx(
+            truth[f"true_cif_progression_{modality}_{month}"], abs=0.01
+        )
+
+
+def test_the_simulated_g3_patient_has_cumulative_incidence_well_below_one_minus_hpfs(
+    one_patient_under_every_modality,
+):
+    truth = one_patient_under_every_modality.iloc[0]
+    gap = (1 - truth["true_surv_hpfs_SIRT_24"]) - truth["true_cif_progression_SIRT_24"]
+    assert gap > 0.05
+
+
+@pytest.fixture(scope="module")
+def log_hazards(cohort) -> tuple[np.ndarray, np.ndarray]:
+    return cohort["true_lp_hpfs"].to_numpy()[:2000], cohort["true_lp_os"].to_numpy()[:2000]
+
+
+def test_cumulative_incidences_of_progression_and_of_death_first_add_up_to_one_minus_hpfs(
+    spec, log_hazards
+):
+    months = np.array([0.5, 3.0, 12.0, 24.0, 36.0, 60.0, 120.0])
+    progression = true_cif_progression(*log_hazards, months, spec)
+    death_first = true_cif_death_before_progression(*log_hazards, months, spec)
+    survival = true_hpfs_survival(*log_hazards, months, spec)
+    np.testing.assert_allclose(progression + death_first, 1.0 - survival, atol=1e-8)
+    assert (np.diff(progression, axis=1) >= -1e-9).all()
+    assert (progression >= 0).all()
+    assert (death_first > 0).all()
+
+
+def test_the_cumulative_incidence_agrees_with_adaptive_quadrature_to_1e_6(spec, log_hazards):
+    (prog_shape, prog_scale), (death_shape, death_scale) = (
+        spec.baseline("hpfs"),
+        spec.baseline("os"),
+    )
+    rows = np.linspace(0, 1999, 25).astype(int)
+    months = [12.0, 60.0]
+    fast = true_cif_progression(log_hazards[0][rows], log_hazards[1][rows], months, spec)
+    for i, row in enumerate(rows):
+        prog, death = np.exp(log_hazards[0][row]), np.exp(log_hazards[1][row])
+
+        def density(u, prog=prog, death=death):
+            hazard = prog * prog_shape / prog_scale * (u / prog_scale) ** (prog_shape - 1)
+            cumulative = prog * (u / prog_scale) ** prog_shape
+            return hazard * np.exp(-cumulative - death * (u / death_scale) ** death_shape)
+
+        for j, month in enumerate(months):
+            exact = integrate.quad(density, 0.0, month, epsabs=1e-12, epsrel=1e-10, limit=200)[0]
+            assert fast[i, j] == pytest.approx(exact, abs=1e-6)
+
+
+def test_true_values_at_other_months_agree_with_the_published_columns(cohort, spec):
+    values = true_values_at(cohort.iloc[:50], spec, months=(24, 30.5))
+    np.testing.assert_allclose(
+        values["true_cif_progression_TAE_24"], cohort["true_cif_progression_TAE_24"][:50]
+    )
+    assert values["true_surv_hpfs_SIRT_30.5"].shape == (50,)
+    assert (values["true_surv_hpfs_SIRT_30.5"] < values["true_surv_hpfs_SIRT_24"]).all()
+
+
+def test_hpfs_survival_needs_the_death_log_hazard_and_its_median_halves_it(spec, log_hazards):
+    with pytest.raises(ValueError, match="needs `log_hazard_death`"):
+        true_survival(log_hazards[0], [12.0], "hpfs", spec)
+    medians = true_median(log_hazards[0], "hpfs", spec, log_hazard_death=log_hazards[1])
+    at_median = true_hpfs_survival(log_hazards[0][:100], log_hazards[1][:100], [1.0], spec)
+    assert at_median.shape == (100, 1)
+    for row in range(100):
+        survival = true_hpfs_survival(
+            log_hazards[0][[row]], log_hazards[1][[row]], [medians[row]], spec
+        )
+        assert survival[0, 0] == pytest.approx(0.5, abs=1e-9)
+    progression_only = true_median(log_hazards[0], "hpfs", spec, log_hazards[0] - np.inf)
+    assert (medians < progression_only).all()
 
 
 def test_every_parameter_in_the_cohort_spec_names_its_source_or_is_marked_an_assumption():

@@ -15,10 +15,11 @@
     TAE: { color: "#D55E00", dash: "dash", symbol: "square", glyph: "■", fill: "rgba(213,94,0,0.16)" },
     SIRT: { color: "#009E73", dash: "dot", symbol: "diamond", glyph: "◆", fill: "rgba(0,158,115,0.16)" },
   };
+  const INCIDENCE = { axis: "Hepatic progression", axisPrint: "Progressed" };
   const RAISES = "#B2182B";
   const LOWERS = "#2166AC";
   const ENDPOINTS = [
-    { key: "hpfs", short: "HPFS", name: "Hepatic progression-free survival", free: "free of hepatic progression", axis: "Free of hepatic progression", axisPrint: "Progression-free", event: "hepatic progression" },
+    { key: "hpfs", short: "HPFS", name: "Hepatic progression-free survival (progression or death)", free: "alive and free of hepatic progression", axis: "Alive, progression-free", axisPrint: "Progression-free", event: "hepatic progression or death" },
     { key: "os", short: "OS", name: "Overall survival", free: "alive", axis: "Alive", axisPrint: "Alive", event: "death" },
   ];
   const FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif";
@@ -385,6 +386,7 @@
     renderKeyFigures(prognosis);
     lastPrognosis = prognosis;
     renderCharts(prognosis);
+    renderIncidenceTable(prognosis);
     renderBaseline(prognosis);
     renderTables(prognosis);
     renderWarnings(prognosis);
@@ -482,9 +484,115 @@
     for (const endpoint of ENDPOINTS) {
       const block = prognosis[endpoint.key];
       survivalChart(endpoint, block, xmax[endpoint.key]);
+      atRiskRow(endpoint, block, xmax[endpoint.key]);
       modalityChart(endpoint, block, xmax[endpoint.key]);
       explanationChart(endpoint, block.explanation);
     }
+    $("interval-method").textContent = prognosis.hpfs.interval_method || "bootstrap percentile";
+    incidenceChart(prognosis, xmax.hpfs);
+  }
+
+  // The counts sit under the x axis at their months, as under a published Kaplan-Meier figure:
+  // the row spans the plot area (the chart's margins), each count placed at month / xmax.
+  function atRiskRow(endpoint, block, xmax) {
+    const table = $(`at-risk-${endpoint.key}`);
+    table.innerHTML = "";
+    const counts = (block.numbers_at_risk || []).filter((n) => n.month <= xmax);
+    table.hidden = counts.length === 0;
+    if (!counts.length) return;
+    const margin = printing ? { l: 36, r: 6 } : { l: 52, r: 12 };
+    table.append(text("caption", `${endpoint.short}: training patients at risk by month since embolotherapy`, "visually-hidden"));
+    const body = document.createElement("tbody");
+    const row = document.createElement("tr");
+    row.style.marginLeft = `${margin.l}px`;
+    row.style.marginRight = `${margin.r}px`;
+    const label = text("th", "Number at risk");
+    label.scope = "row";
+    label.style.left = `-${margin.l}px`;
+    row.append(label);
+    for (const { month, at_risk: atRisk } of counts) {
+      const cell = text("td", String(atRisk));
+      cell.dataset.month = String(month);
+      cell.style.left = `${(100 * month) / xmax}%`;
+      cell.setAttribute("aria-label", `${atRisk} at ${month} months`);
+      row.append(cell);
+    }
+    body.append(row);
+    table.append(body);
+  }
+
+  function incidenceChart(prognosis, xmax) {
+    const incidence = prognosis.hepatic_progression;
+    $("incidence-block").hidden = !incidence;
+    if (!incidence) return;
+    const style = STYLE[incidence.modality];
+    const curve = incidence.curve;
+    const x = curve.map((p) => p.month);
+    const traces = [
+      { x, y: curve.map((p) => p.upper), mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false },
+      {
+        x, y: curve.map((p) => p.lower), mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: style.fill,
+        name: "95 % interval", hoverinfo: "skip",
+      },
+      {
+        x, y: curve.map((p) => p.incidence), mode: "lines+markers", name: incidence.modality,
+        line: { color: style.color, width: 2.5, dash: style.dash },
+        marker: { symbol: style.symbol, color: style.color, size: curve.map((p) => (p.month % 12 === 0 && p.month > 0 ? 7 : 0)) },
+        customdata: curve.map((p) => [p.lower, p.upper]),
+        hovertemplate: `${incidence.modality}: %{y:.1%} (%{customdata[0]:.1%}–%{customdata[1]:.1%})<extra></extra>`,
+      },
+    ];
+    legend("legend-incidence", [
+      { key: swatch(incidence.modality), label: incidence.modality },
+      { key: bandKey(incidence.modality), label: "95 % interval" },
+    ]);
+    const layout = baseLayout(INCIDENCE, xmax, prognosis.hpfs.extrapolated_from_month);
+    const label = `${capital(incidence.measure)} under ${incidence.modality}: ${HORIZONS.map((h) => `${HORIZON_TEXT[h]} ${pct(incidence.cumulative_incidence_at[h].value)}`).join(", ")}.`;
+    plot("chart-incidence", traces, layout, label);
+  }
+
+  function renderIncidenceTable(prognosis) {
+    const incidence = prognosis.hepatic_progression;
+    const table = $("incidence-table");
+    table.innerHTML = "";
+    $("incidence-note").textContent = "";
+    if (!incidence) return;
+    table.append(text("caption", `${capital(incidence.measure)}, with 95 % intervals`));
+    const head = document.createElement("thead");
+    const headRow = document.createElement("tr");
+    for (const title of ["Modality", ...HORIZONS.map((h) => HORIZON_TEXT[h])]) {
+      const th = text("th", title);
+      th.scope = "col";
+      headRow.append(th);
+    }
+    head.append(headRow);
+    table.append(head);
+    const body = document.createElement("tbody");
+    let footnote = false;
+    for (const entry of incidence.modalities) {
+      const row = document.createElement("tr");
+      const planned = entry.modality === incidence.modality;
+      if (planned) row.className = "planned";
+      const name = text("th", null, "modality-name");
+      name.scope = "row";
+      name.append(swatch(entry.modality), document.createTextNode(entry.modality));
+      if (planned) name.append(text("span", prognosis.patient_summary.planned_modality_given ? " planned" : " reference", "tag"));
+      row.append(name);
+      for (const h of HORIZONS) {
+        const s = entry.cumulative_incidence_at[h];
+        const cell = text("td", pct(s.value), "num");
+        if (s.extrapolated) {
+          cell.append(text("span", " †", "flag"));
+          footnote = true;
+        }
+        cell.append(text("span", ` ${pctRange(s)}`, "interval"));
+        row.append(cell);
+      }
+      body.append(row);
+    }
+    table.append(body);
+    const note = `${incidence.note} Intervals: ${incidence.interval_method}.${footnote ? " † Beyond the training cohort's adequate follow-up: extrapolated by the model." : ""}`;
+    $("incidence-note").textContent = note;
   }
 
   function axisEnd(prognosis) {
