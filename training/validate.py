@@ -342,7 +342,10 @@ def validate_cohort(frame: pd.DataFrame, feature_columns=None) -> pd.DataFrame:
     Parameters
     ----------
     frame : DataFrame, shape = (n_patients, n_columns)
-        A cohort table with the columns of `shared/DESIGN.md`; other columns are kept.
+        A cohort table with the columns of `shared/DESIGN.md`; other columns are kept. HPFS
+        must end at hepatic progression or death, whichever comes first: rows whose HPFS cannot
+        be established under that definition are refused (see :func:`_hpfs_problems`), and
+        :func:`hpfs_event_types` says which event ended each HPFS.
     feature_columns : sequence of str, optional
         Columns a caller proposes to use as model inputs; `true_*` columns are refused.
 
