@@ -8,7 +8,7 @@ endpoint x modality, the medians, the cumulative incidence of hepatic progressio
 paired differences between each modality and the patient's received one (survival at the
 horizons and RMST to 60 months). Beside it, the oracle-structure reference: unpenalised Cox
 models on the true design (the two cause-specific models for HPFS) with delta-method
-intervals. Writes the "coverage" section of RESULTS.md and ``coverage.json``.
+intervals. Writes the "coverage" section of RESULTS.md and its figures (``coverage.json``).
 
     .venv/bin/python -m bench.coverage [--sizes 2000 500] [--seeds 12] [--no-write]
 """
@@ -16,13 +16,12 @@ intervals. Writes the "coverage" section of RESULTS.md and ``coverage.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 import pandas as pd
 
-from bench.common import BENCH_DIR, TARGETS, command_line, markdown_table, write_section
+from bench.common import TARGETS, command_line, markdown_table, write_section
 from model.bundle import MONTH_GRID
 from model.cox_inference import CoxCurves, fit_breslow_inference, fit_cox_coefficients
 from model.estimators import RELAXED_RIDGE
@@ -147,7 +146,9 @@ def _score(rows, method, endpoint, comparison, incidence, truth, planned, follow
                     )
                 )
         true_median = truth[endpoint, modality, "median"]
-        lower = summary.median_lower[m]
+        # A bound "not reached" within the grid only says the median lies beyond it.
+        last = MONTH_GRID[-1]
+        lower = np.where(summary.median_lower[m] >= NOT_REACHED, last, summary.median_lower[m])
         upper = np.where(summary.median_upper[m] >= NOT_REACHED, np.inf, summary.median_upper[m])
         rows.append(
             (
@@ -342,10 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     if not args.no_write:
         cells = summary["cells"].replace({np.nan: None}).to_dict(orient="records")
-        (BENCH_DIR / "coverage.json").write_text(
-            json.dumps({"figures": summary["figures"], "cells": cells}, indent=1) + "\n"
+        write_section(
+            "coverage",
+            markdown,
+            {
+                "targets": summary["figures"],
+                "seeds": args.seeds,
+                "sizes": args.sizes,
+                "cells": cells,
+            },
         )
-        write_section("coverage", markdown)
     return 0
 
 

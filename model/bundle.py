@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from model.cox_inference import CoxCurves
+
 MONTH_GRID = np.arange(0, 121, dtype=float)
 """Monthly grid, 0 to 120 months, on which every survival curve is returned."""
 
@@ -71,6 +73,16 @@ class EndpointModel:
     """Sorted log relative hazards of the training cohort (for risk percentiles)."""
     components: list = field(default_factory=list)
     """:class:`model.cox_inference.BreslowInference` per component, on :data:`MONTH_GRID`."""
+
+    def survival(self, design: np.ndarray) -> np.ndarray:
+        """The served survival on the month grid, shape = (n_samples, len(MONTH_GRID)).
+
+        From the components where the family has them (what a prognosis shows), else from the
+        full fit; evaluation and the promotion gate judge this curve.
+        """
+        if self.components:
+            return CoxCurves(self.components).survival(design)
+        return self.full.survival(design)
 
     def member_survival(self, design: np.ndarray) -> np.ndarray:
         """Survival of every ensemble member, shape = (n_members, n_samples, len(MONTH_GRID))."""

@@ -470,9 +470,10 @@ def cumulative_incidence(cause: CoxDeltaMethod, competing: CoxDeltaMethod, desig
 def _incidence_variance(model: CoxDeltaMethod, gradient, risk, design):
     """Variance contribution of one cause-specific model; `gradient` is [..., step j, time t]."""
     scaled = gradient * risk[..., None]
-    baseline_part = np.einsum("...jt,j->...t", scaled**2, model.variance_increments)
-    b = design[..., None, :] * np.einsum("...jt,j->...t", scaled, model.baseline_increments)[
-        ..., None
-    ] - np.einsum("...jt,jp->...tp", scaled, model.mean_increments)
+    baseline_part = model.variance_increments @ scaled**2
+    at_baseline = model.baseline_increments @ scaled
+    b = design[..., None, :] * at_baseline[..., None] - (
+        np.swapaxes(scaled, -1, -2) @ model.mean_increments
+    )
     coef_part = ((b @ model.covariance) * b).sum(-1)
     return baseline_part + coef_part

@@ -23,11 +23,15 @@ from sksurv.util import Surv, check_array_survival
 from model.cox_inference import fit_cox_coefficients
 from model.exceptions import InvalidEstimatorParameter, InvalidSurvivalTarget, NonFiniteFeatures
 
-__all__ = ["ESTIMATORS", "RELAXED_RIDGE", "BoostedCox", "PenalizedCox"]
+__all__ = ["ESTIMATORS", "MIN_SHRINKAGE_FACTOR", "RELAXED_RIDGE", "BoostedCox", "PenalizedCox"]
 
 RELAXED_RIDGE = 0.01
 """L2 penalty of the relaxed refit: negligible against the information of any cohort with a few
 dozen events, but it keeps a coefficient finite where a covariate level has no events."""
+
+MIN_SHRINKAGE_FACTOR = 0.9
+"""`relax="auto"` refits without penalty only where the heuristic shrinkage factor of the refit
+is at least this: Riley et al.'s (2019) criterion for a model that needs no shrinkage."""
 
 _MAX_NAMED_COLUMNS = 5
 MANY_EVENTS = 5_000
@@ -292,13 +296,21 @@ class PenalizedCox(_CoxModel):
         :meth:`tuned_params` gives the path and mixing value a fitted model chose, so that a
         refit on other rows (a bootstrap member) skips the tuning.
 
-    relax : bool, default: False
-        Relaxed elastic net (Meinshausen 2007; glmnet's ``relax=TRUE`` with ``gamma = 0``):
-        the penalised fit only selects the terms, whose coefficients are then refitted by
-        maximum partial likelihood (with the negligible :data:`RELAXED_RIDGE`). The shrunken
-        coefficients are biased towards zero, so intervals centred on them miss the truth;
-        the refit's are not, and its information matrix gives their covariance
-        (:mod:`model.cox_inference`). The training pipeline uses it.
+    relax : bool or "auto", default: False
+        Relaxed elastic net (Meinshausen 2007; glmnet's ``relax=TRUE``): the penalised fit
+        only selects the terms, whose coefficients are then refitted by maximum partial
+        likelihood (with the negligible :data:`RELAXED_RIDGE`). Shrunken coefficients are
+        biased towards zero, so intervals centred on them miss the truth; the refit's are not,
+        and its information matrix gives their covariance (:mod:`model.cox_inference`). But on
+        small cohorts the unshrunken refit over-fits (calibration slope below 1). "auto"
+        refits only where the refit's heuristic shrinkage factor ``(LR - df) / LR`` (van
+        Houwelingen and le Cessie 1990; LR the likelihood-ratio chi-square against the null
+        model, df the selected terms) reaches :data:`MIN_SHRINKAGE_FACTOR`, the sample-size
+        criterion of Riley et al. (2019) for a model that needs no shrinkage; elsewhere it
+        keeps the penalised coefficients. Cross-validated deviance cannot make this choice:
+        it rewards shrinkage whenever shrinkage predicts a little better, even on cohorts
+        large enough for the refit's bias-free centre (and honest intervals) to cost nothing.
+        The training pipeline uses "auto".
 
     Attributes
     ----------
@@ -315,6 +327,12 @@ class PenalizedCox(_CoxModel):
 
     selected_ : ndarray of bool, shape = (n_features,)
         Terms the elastic net kept at the chosen alpha (non-zero penalised coefficient).
+
+    relaxed_ : bool
+        Whether ``coef_`` is the unpenalised refit of the selected terms.
+
+    shrinkage_factor_ : float or None
+        With ``relax="auto"``, the relaxed refit's heuristic shrinkage factor.
 
     feature_means_ : ndarray, shape = (n_features,)
         Training means of the features, the reference point of ``coef_``-based explanations.
@@ -488,7 +506,9 @@ class PenalizedCox(_CoxModel):
         scaler, coxnet = self.pipeline_[0], self.pipeline_[-1]
         self.coef_ = coxnet.coef_[:, -1] / scaler.scale_
         self.selected_ = self.coef_ != 0
-        if self.relax:
+        self.shrinkage_factor_ = None
+        self.relaxed_ = self._relaxation(X, event, time)
+        if self.relaxed_:
             self.coef_ = np.zeros(X.shape[1])
             self.coef_[self.selected_] = fit_cox_coefficients(
                 X[:, self.selected_], event, time, ridge=RELAXED_RIDGE
@@ -530,11 +550,29 @@ class PenalizedCox(_CoxModel):
         return {
             "l1_ratios": (self.l1_ratio_,),
             "alphas": tuple(self.pipeline_[-1].alphas_),
-            "relax": self.relax,
+            "relax": self.relaxed_,
         }
 
+    def _relaxation(self, X, event, time):
+        """Whether to refit the selected terms without penalty (see `relax`)."""
+        if isinstance(self.relax, str):
+            if self.relax != "auto":
+                raise InvalidEstimatorParameter(
+                    f"`relax` must be True, False or 'auto', but got {self.relax!r}."
+                )
+            refit = fit_cox_coefficients(X[:, self.selected_], event, time, ridge=RELAXED_RIDGE)
+            linear_predictor = np.column_stack([np.zeros(len(X)), X[:, self.selected_] @ refit])
+            null, fitted = _breslow_partial_log_likelihood(linear_predictor, event, time)
+            chi_square = 2.0 * (fitted - null)
+            terms = int(self.selected_.sum())
+            self.shrinkage_factor_ = (
+                float((chi_square - terms) / chi_square) if chi_square > 0 else 0.0
+            )
+            return self.shrinkage_factor_ >= MIN_SHRINKAGE_FACTOR
+        return bool(self.relax)
+
     def _linear_predictor(self, X):
-        if self.relax:
+        if self.relaxed_:
             return X @ self.coef_
         return self.pipeline_.predict(X)
 

@@ -17,6 +17,7 @@ from model.modality import (
     CurveSummary,
     ModalityComparison,
     median_months,
+    rounded,
 )
 
 __all__ = ["IncidenceSummary", "analytic_comparison", "incidence_summary", "rmst_weights"]
@@ -135,6 +136,20 @@ class IncidenceSummary:
     curve: np.ndarray
     curve_lower: np.ndarray
     curve_upper: np.ndarray
+
+    def rounded(self, digits: int) -> tuple[list, list]:
+        """(value, lower, upper) triples as nested lists, rounded once for a whole batch.
+
+        Returns
+        -------
+        at_horizons : list, [modality][patient][horizon] -> [value, lower, upper]
+        curve : list, [patient][month] -> [value, lower, upper]
+        """
+        at_horizons = np.stack(
+            [self.at_horizons, self.at_horizons_lower, self.at_horizons_upper], axis=-1
+        )
+        curve = np.stack([self.curve, self.curve_lower, self.curve_upper], axis=-1)
+        return rounded(at_horizons, digits), rounded(curve, digits)
 
 
 def _incidence(cause, competing, design, at):

@@ -15,12 +15,7 @@ from model.bundle import MONTH_GRID, EndpointModel, ModelBundle, is_linear
 from model.cox_inference import CoxCurves
 from model.exceptions import ConditionalSurvivalUndefined, ModelError
 from model.explain import Explainer, field_labels
-from model.intervals import (
-    INCIDENCE_MONTHS,
-    IncidenceSummary,
-    analytic_comparison,
-    incidence_summary,
-)
+from model.intervals import INCIDENCE_MONTHS, analytic_comparison, incidence_summary
 from model.modality import (
     HORIZONS_MONTHS,
     MONTH_DIGITS,
@@ -38,7 +33,6 @@ from model.modality import (
     median_with_interval,
     modality_entries,
     percentile_interval,
-    rounded,
     summarise_curves,
 )
 from model.schema import (
@@ -86,6 +80,8 @@ REAL_DISCLAIMER = (
 )
 
 _MONTHS = [int(m) for m in MONTH_GRID]
+_TIE = 1e-9
+_INCIDENCE_MONTHS = [int(m) for m in INCIDENCE_MONTHS]
 
 
 class _Ensemble:
@@ -143,8 +139,10 @@ class _Ensemble:
 
     def percentile(self, log_hazard):
         """Mid-rank percentile of each log hazard among the training cohort's, 0-100."""
-        below = np.searchsorted(self.training_log_hazard, log_hazard, side="left")
-        not_above = np.searchsorted(self.training_log_hazard, log_hazard, side="right")
+        # Patients with the same design share a log hazard exactly in exact arithmetic; a
+        # tolerance keeps them tied whatever the floating-point path (batch or single).
+        below = np.searchsorted(self.training_log_hazard, log_hazard - _TIE, side="left")
+        not_above = np.searchsorted(self.training_log_hazard, log_hazard + _TIE, side="right")
         return 50.0 * (below + not_above) / len(self.training_log_hazard)
 
 
@@ -161,7 +159,7 @@ class _EndpointArrays:
     field_contributions: np.ndarray  # (n_patients, n_fields)
     margin: np.ndarray  # (n_patients,)
     planned_design: np.ndarray  # (n_patients, n_features)
-    incidence: IncidenceSummary | None  # (n_modalities, n_patients, ...)
+    incidence: tuple[list, list] | None  # IncidenceSummary.rounded()
 
 
 class _EndpointPredictor:
@@ -201,7 +199,7 @@ class _EndpointPredictor:
             [{"month": int(m), "at_risk": int(n)} for m, n in at_risk.items()] if at_risk else None
         )
         self.interval_method = (
-            "delta method (relaxed Cox model, log-log scale)"
+            "delta method (Cox model, log-log scale)"
             if self.curves is not None
             else f"bootstrap percentile ({self.primary.n_members} refits)"
         )
@@ -239,7 +237,7 @@ class _EndpointPredictor:
             incidence=(
                 None
                 if self.incidence is None
-                else incidence_summary(self.incidence, design, planned)
+                else incidence_summary(self.incidence, design, planned).rounded(SURVIVAL_DIGITS)
             ),
         )
 
@@ -418,6 +416,7 @@ class Predictor:
                 for e, p in self.endpoints.items()
             },
             "n_bootstrap": {e: p.primary.n_members for e, p in self.endpoints.items()},
+            "interval_method": {e: p.interval_method for e, p in self.endpoints.items()},
         }
 
     def prognosis(self, patient: Patient, months_since_treatment: float | None = None) -> dict:
@@ -548,36 +547,23 @@ class Predictor:
             return None
         follow_up = self.endpoints["hpfs"].max_follow_up
         planned = int(data.comparison.planned[i])
+        at_horizons, curve = incidence
 
-        def at_horizons(m):
-            triples = np.stack(
-                [
-                    incidence.at_horizons[m, i],
-                    incidence.at_horizons_lower[m, i],
-                    incidence.at_horizons_upper[m, i],
-                ],
-                axis=-1,
-            )
-            return horizon_dicts(rounded(triples, SURVIVAL_DIGITS), extrapolated_after=follow_up)
+        def horizons(m):
+            return horizon_dicts(at_horizons[m][i], extrapolated_after=follow_up)
 
-        curve = rounded(
-            np.stack(
-                [incidence.curve[i], incidence.curve_lower[i], incidence.curve_upper[i]], axis=-1
-            ),
-            SURVIVAL_DIGITS,
-        )
         return {
             "measure": INCIDENCE_MEASURE,
             "event": "hepatic progression",
             "competing_event": "death before hepatic progression",
             "modality": MODALITIES[planned],
-            "cumulative_incidence_at": at_horizons(planned),
+            "cumulative_incidence_at": horizons(planned),
             "curve": [
                 {"month": m, "incidence": v, "lower": lo, "upper": hi}
-                for m, (v, lo, hi) in zip(INCIDENCE_MONTHS.astype(int).tolist(), curve, strict=True)
+                for m, (v, lo, hi) in zip(_INCIDENCE_MONTHS, curve[i], strict=True)
             ],
             "modalities": [
-                {"modality": name, "cumulative_incidence_at": at_horizons(m)}
+                {"modality": name, "cumulative_incidence_at": horizons(m)}
                 for m, name in enumerate(MODALITIES)
             ],
             "interval_method": "delta method (cause-specific Cox models, log-log scale)",

@@ -309,7 +309,13 @@ class ModelInfo(_Strict):
     schema_version: str
     primary_model: dict[str, str]
     check_model: dict[str, str | None]
-    n_bootstrap: dict[str, int]
+    n_bootstrap: dict[str, int] = Field(
+        description="Bootstrap refits behind the intervals per endpoint; 0 where they are "
+        "delta-method intervals (see interval_method)."
+    )
+    interval_method: dict[str, str] = Field(
+        description="How each endpoint's 95 % intervals were computed."
+    )
 
 
 class PatientSummary(_Strict):

@@ -39,9 +39,10 @@ MIN_AT_RISK_SHARE = 0.05
 cohort) training patients remain at risk; beyond it every value is flagged as extrapolated."""
 AT_RISK_MONTHS = tuple(range(0, 121, 12))
 DEFAULT_PRIMARY = {"hpfs": "coxnet", "os": "coxnet"}
-FAMILY_DEFAULTS: dict[str, dict] = {"coxnet": {"relax": True}}
-"""Constructor arguments every training fit of a family gets: the Cox family is the relaxed
-elastic net, whose unshrunken refit the delta-method intervals are centred on."""
+FAMILY_DEFAULTS: dict[str, dict] = {"coxnet": {"relax": "auto"}}
+"""Constructor arguments every training fit of a family gets: the Cox family is the elastic
+net, relaxed (refitted unpenalised on its selected terms, the centre the delta-method intervals
+need) wherever cross-validation says the refit predicts at least as well as the shrunken fit."""
 
 
 def survival_target(cohort: pd.DataFrame, endpoint: str) -> np.ndarray:
@@ -81,7 +82,8 @@ def component_targets(cohort: pd.DataFrame) -> dict[str, list[np.ndarray]]:
     }
 
 
-def _fit_component(name, seed, params, design, target):
+def fit_component(name, seed, params, design, target):
+    """One tuned Cox component on all rows of `design`, reduced to its delta-method terms."""
     estimator = make_estimator(name, seed, params).fit(design, target)
     return fit_breslow_inference(
         design.to_numpy(),
@@ -89,7 +91,7 @@ def _fit_component(name, seed, params, design, target):
         target["months"],
         estimator.coef_,
         MONTH_GRID,
-        ridge=RELAXED_RIDGE,
+        ridge=RELAXED_RIDGE if estimator.relaxed_ else 0.0,
         selected=estimator.selected_,
     )
 
@@ -157,7 +159,7 @@ def fit_endpoint_models(
         (pair, target) for pair in linear if components for target in components[pair[0]]
     ]
     fitted_components = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_component)(pair[1], seed, estimator_params.get(pair[1]), design, target)
+        delayed(fit_component)(pair[1], seed, estimator_params.get(pair[1]), design, target)
         for pair, target in component_tasks
     )
     components_of: dict[tuple, list] = {}

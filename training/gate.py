@@ -111,7 +111,7 @@ def _same_rows(first: pd.DataFrame, second: pd.DataFrame) -> bool:
 def _figures(bundle: ModelBundle, endpoint: str, rows: pd.DataFrame) -> dict:
     name = bundle.primary[endpoint]
     y = survival_target(rows, endpoint)
-    risk, survival = predict_rows(bundle.models[endpoint][name].full, rows)
+    risk, survival = predict_rows(bundle.models[endpoint][name], rows)
     try:
         figures = headline(evaluate.survival_metrics(y, y, risk, survival, times=MONTH_GRID))
     except EvaluationInputError as error:

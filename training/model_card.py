@@ -60,9 +60,11 @@ LIMITATIONS = [
     "The modality comparison comes from non-randomised treatment choices, adjusted only for "
     "the recorded factors; it is not a causal effect.",
     "Survival beyond the training cohort's adequate follow-up is extrapolation.",
-    "Intervals are delta-method intervals of a relaxed Cox model (log-log scale), or bootstrap "
-    "percentile intervals where the boosted model is primary; they leave out unrecorded "
-    "factors and differences between centres.",
+    "Intervals are delta-method intervals of a Cox model (log-log scale) - refitted without "
+    "penalty where the cohort is large enough not to need shrinkage, otherwise centred on the "
+    "penalised, slightly shrunken estimate - or bootstrap percentile intervals where the "
+    "boosted model is primary; they leave out unrecorded factors and differences between "
+    "centres.",
     "1 - HPFS is not the chance of hepatic progression, because HPFS also ends at death: that "
     "chance is the cumulative incidence of hepatic progression (death as a competing event).",
     "Validation is internal (held-out patients, cross-validation, leave one centre out); an "

@@ -16,12 +16,19 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.model_selection import StratifiedKFold
 
-from model.bundle import MONTH_GRID, CurveModel, ModelBundle
+from model.bundle import MONTH_GRID, CurveModel, EndpointModel, ModelBundle
+from model.cox_inference import CoxCurves
 from model.estimators import ESTIMATORS
 from model.schema import ENDPOINTS, TRUTH_PREFIX, encode
 from training import evaluate, registry
 from training.exceptions import CohortLabelError, CohortValidationError, EvaluationInputError
-from training.fit import fit_bundle, make_estimator, survival_target
+from training.fit import (
+    component_targets,
+    fit_bundle,
+    fit_component,
+    make_estimator,
+    survival_target,
+)
 from training.holdout import DEFAULT_HOLDOUT_FRACTION, HOLDOUT_RULE, holdout_mask, patient_hashes
 from training.parallel import joblib_backend
 from training.sources import read_source
@@ -154,6 +161,11 @@ def _fold_predictions(name, cohort, train, test, endpoint, seed, params=None):
     estimator = make_estimator(name, seed, params).fit(design, y_train)
     curve = CurveModel.from_estimator(estimator, design)
     test_design = encode(test_rows).to_numpy()
+    targets = component_targets(train_rows)[endpoint]
+    if curve.coef is not None and len(targets) > 1:
+        # The Cox family serves HPFS from its cause-specific components: judge that curve.
+        components = [fit_component(name, seed, params, design, t) for t in targets]
+        return curve.log_hazard(test_design), CoxCurves(components).survival(test_design)
     return curve.log_hazard(test_design), curve.survival(test_design)
 
 
@@ -416,13 +428,13 @@ def _harrell_c_interval(y: np.ndarray, risk: np.ndarray, seed: int) -> tuple[flo
     return float(lower), float(upper)
 
 
-def predict_rows(curve: CurveModel, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """A fitted model's log relative hazard and survival on MONTH_GRID for cohort rows."""
+def predict_rows(model: EndpointModel, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted family's log relative hazard and served survival on MONTH_GRID for cohort rows."""
     design = encode(rows).to_numpy()
-    return curve.log_hazard(design), curve.survival(design)
+    return model.full.log_hazard(design), model.survival(design)
 
 
-def _held_out_metrics(model: CurveModel, rows: pd.DataFrame, y: np.ndarray, seed: int) -> dict:
+def _held_out_metrics(model: EndpointModel, rows: pd.DataFrame, y: np.ndarray, seed: int) -> dict:
     """:func:`evaluate_on_rows`'s figures for one model, or ``{"note": why}`` if it cannot be."""
     risk, survival = predict_rows(model, rows)
     try:
@@ -452,7 +464,7 @@ def evaluate_on_rows(
     targets = {endpoint: survival_target(rows, endpoint) for endpoint in ENDPOINTS}
     pairs = [(e, name) for e in ENDPOINTS for name in bundle.models[e]]
     figures = Parallel(n_jobs=n_jobs)(
-        delayed(_held_out_metrics)(bundle.models[e][name].full, rows, targets[e], seed)
+        delayed(_held_out_metrics)(bundle.models[e][name], rows, targets[e], seed)
         for e, name in pairs
     )
     evaluation: dict[str, dict] = {endpoint: {} for endpoint in ENDPOINTS}

@@ -275,7 +275,9 @@ def test_synthetic_training_is_disclosed_with_the_model_identity(prognosis, prog
     assert model["trained_at"] == prognosis_bundle.metadata["trained_at"]
     assert model["primary_model"] == {"hpfs": "coxnet", "os": "coxnet"}
     assert model["check_model"] == {"hpfs": "xgboost", "os": "xgboost"}
-    assert model["n_bootstrap"] == {"hpfs": 20, "os": 20}
+    # The Cox primary's intervals are analytic: no bootstrap members behind them.
+    assert model["n_bootstrap"] == {"hpfs": 0, "os": 0}
+    assert all(m.startswith("delta method") for m in model["interval_method"].values())
     assert model["schema_version"] == "1"
 
 
