@@ -22,6 +22,11 @@ from model.schema import (
     PRIMARY_SITES,
     encode,
 )
+from training.evidence import (
+    MODALITY_EFFECT_OPTIONS,
+    modality_effect_names,
+    shrunk_modality_effects,
+)
 
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "cohort_spec.yaml"
 MONTH_DAYS = 30.4375
@@ -62,28 +67,73 @@ _QUADRATURE_CHUNK = 20_000
 
 @dataclass(frozen=True)
 class CohortSpec:
-    """The parameters of `data/cohort_spec.yaml`, with typed accessors for the generator."""
+    """The parameters of `data/cohort_spec.yaml`, with typed accessors for the generator.
+
+    Parameters
+    ----------
+    raw : dict
+        The parsed YAML.
+    modality_effects : {"shrunk", "published"}, optional
+        How the modality-within-grade hazard ratios are set: shrunk towards each modality's
+        pooled effect across grades (:mod:`training.evidence`), or Table 1's point estimates
+        (for sensitivity analyses). Default: the spec's `modality_effects.default`. Each option
+        has its own calibrated Weibull baselines and WHO-grade effects, so both reproduce the
+        Chen 2017 medians by grade.
+    """
 
     raw: dict
+    modality_effects: str | None = None
+
+    def __post_init__(self) -> None:
+        option = self.effects
+        if option not in MODALITY_EFFECT_OPTIONS:
+            raise ValueError(
+                f"modality_effects must be one of {', '.join(MODALITY_EFFECT_OPTIONS)}, "
+                f"but got {option!r}"
+            )
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_SPEC_PATH) -> CohortSpec:
-        """Read a cohort specification from YAML."""
+    def load(
+        cls, path: str | Path = DEFAULT_SPEC_PATH, modality_effects: str | None = None
+    ) -> CohortSpec:
+        """Read a cohort specification from YAML (`modality_effects` as in the class)."""
         with open(path, encoding="utf-8") as handle:
-            return cls(yaml.safe_load(handle))
+            return cls(yaml.safe_load(handle), modality_effects)
+
+    def with_modality_effects(self, modality_effects: str | None) -> CohortSpec:
+        """The same parameters with the other option for the modality-within-grade effects."""
+        return CohortSpec(self.raw, modality_effects)
+
+    @property
+    def effects(self) -> str:
+        """The modality-effects option in force: the argument, else the spec's default."""
+        return self.modality_effects or self.raw["modality_effects"]["default"]
 
     @property
     def covariates(self) -> dict:
         return self.raw["covariates"]
 
     def log_hazard_ratios(self, endpoint: str) -> pd.Series:
-        """True log-hazard ratios of `endpoint`, indexed by :data:`FEATURE_NAMES`."""
+        """True log-hazard ratios of `endpoint`, indexed by :data:`FEATURE_NAMES`.
+
+        Table 1's `value` for every column, except the WHO-grade effects with a `calibrated`
+        value for the option in force, and, with the "shrunk" option, the modality-within-grade
+        columns, which take their empirical-Bayes estimates (computed here from the published
+        values and standard errors, :func:`training.evidence.shrunk_modality_effects`).
+        """
         ratios = self.raw["hazards"][endpoint]["hazard_ratios"]
-        return pd.Series({name: np.log(ratios[name]["value"]) for name in FEATURE_NAMES})
+        log_ratios = {}
+        for name in FEATURE_NAMES:
+            calibrated = ratios[name].get("calibrated", {})
+            log_ratios[name] = np.log(float(calibrated.get(self.effects, ratios[name]["value"])))
+        if self.effects == "shrunk":
+            for modality, fit in shrunk_modality_effects(ratios).items():
+                log_ratios.update(zip(modality_effect_names(modality), fit.shrunk, strict=True))
+        return pd.Series(log_ratios)[list(FEATURE_NAMES)]
 
     def baseline(self, endpoint: str) -> tuple[float, float]:
         """Weibull baseline `(shape, scale_months)`: H0(t) = (t / scale) ** shape."""
-        baseline = self.raw["hazards"][endpoint]["baseline"]
+        baseline = self.raw["hazards"][endpoint]["baseline"]["calibrated"][self.effects]
         return float(baseline["shape"]), float(baseline["scale_months"])
 
     @cached_property
@@ -380,8 +430,22 @@ def _censoring(rng, n, spec) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(administrative, lost_at), treatment_date.to_numpy()
 
 
+def simulate_treated_patients(n: int, rng: np.random.Generator, spec: CohortSpec) -> pd.DataFrame:
+    """Baseline patient fields and the modality each received, shape = (n, n_fields + 1)."""
+    frame = simulate_covariates(n, rng, spec)
+    probabilities = modality_probabilities(frame, spec).to_numpy()
+    draws = rng.random(n)[:, None] > np.cumsum(probabilities, axis=1)
+    frame["modality"] = np.asarray(MODALITIES, dtype=object)[draws.sum(axis=1)]
+    return frame
+
+
 def simulate_cohort(
-    n: int, seed: int = 0, spec: CohortSpec | None = None, n_centers: int = 3
+    n: int,
+    seed: int = 0,
+    spec: CohortSpec | None = None,
+    n_centers: int = 3,
+    *,
+    modality_effects: str | None = None,
 ) -> pd.DataFrame:
     """Simulate a cohort of `n` patients, deterministic for `seed`.
 
@@ -402,15 +466,17 @@ def simulate_cohort(
         every modality the true composite-HPFS and OS survival `true_surv_{endpoint}_{modality}_
         {month}` and cumulative incidence of hepatic progression (death competing)
         `true_cif_progression_{modality}_{month}`.
+
+    `modality_effects` ("shrunk" or "published"), when given, overrides the spec's option for
+    the modality-within-grade hazard ratios (:class:`CohortSpec`).
     """
     if n < 1:
         raise ValueError(f"n must be a positive number of patients, but got {n}")
     spec = spec or CohortSpec.load()
+    if modality_effects is not None:
+        spec = spec.with_modality_effects(modality_effects)
     rng = np.random.default_rng(seed)
-    frame = simulate_covariates(n, rng, spec)
-    probabilities = modality_probabilities(frame, spec).to_numpy()
-    draws = rng.random(n)[:, None] > np.cumsum(probabilities, axis=1)
-    frame["modality"] = np.asarray(MODALITIES, dtype=object)[draws.sum(axis=1)]
+    frame = simulate_treated_patients(n, rng, spec)
 
     truth = {}
     for endpoint in ENDPOINTS:
