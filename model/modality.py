@@ -37,6 +37,7 @@ __all__ = [
     "percentile_interval",
     "restricted_mean",
     "rounded",
+    "source_sentence",
     "summarise_curves",
     "support_entry",
     "survival_at",
@@ -361,6 +362,11 @@ class SupportTable:
         Propensity below :data:`MIN_PROPENSITY` or fewer than :data:`MIN_SIMILAR_TREATED`.
     grades, burden_categories : ndarray of str, shape = (n_patients,)
         The cell each patient was counted in.
+    source_patients : ndarray of int, shape = (n_patients, n_modalities), or None
+        For a model built from published aggregates (the synthetic default), about how many
+        real patients of the patient's grade received each modality in the source studies;
+        fewer than the bundle's minimum also flags extrapolation, whatever the synthetic
+        sample size. None for a model trained on a registry.
     """
 
     propensity: np.ndarray
@@ -368,6 +374,8 @@ class SupportTable:
     extrapolation: np.ndarray
     grades: np.ndarray
     burden_categories: np.ndarray
+    source_patients: np.ndarray | None = None
+    min_source_patients: int = 0
 
 
 class ModalitySupport:
@@ -398,6 +406,14 @@ class ModalitySupport:
             (str(grade), str(burden)): np.asarray(row, dtype=int)
             for (grade, burden), row in zip(counts.index, counts.to_numpy(), strict=True)
         }
+        evidence = bundle.metadata.get("evidence_base") or {}
+        by_grade = evidence.get("patients_by_grade_and_modality")
+        self._source = (
+            {g: np.array([int(by_grade[g][m]) for m in MODALITIES]) for g in by_grade}
+            if by_grade
+            else None
+        )
+        self._min_source = int(evidence.get("min_source_patients", 0))
 
     def evaluate(self, design, grades, burden_categories) -> SupportTable:
         """Support of every modality for every patient.
@@ -426,12 +442,20 @@ class ModalitySupport:
             dtype=int,
         ).reshape(len(propensity), len(MODALITIES))
         extrapolation = (propensity < MIN_PROPENSITY) | (similar < MIN_SIMILAR_TREATED)
+        source = None
+        if self._source is not None:
+            source = np.array([self._source[str(g)] for g in grades], dtype=int).reshape(
+                similar.shape
+            )
+            extrapolation |= source < self._min_source
         return SupportTable(
             propensity,
             similar,
             extrapolation,
             np.asarray(grades, dtype=object),
             np.asarray(burden_categories, dtype=object),
+            source,
+            self._min_source,
         )
 
 
@@ -446,8 +470,23 @@ def support_warning(table: SupportTable, patient: int, modality: int) -> str | N
         f"{table.propensity[patient, modality]:.3f} (flagged below {MIN_PROPENSITY}) and "
         f"{table.similar_treated[patient, modality]} treated patient(s) of grade "
         f"{table.grades[patient]} with tumour burden {burden} "
-        f"(flagged below {MIN_SIMILAR_TREATED}). The prediction under {name} is extrapolation "
-        "beyond the data."
+        f"(flagged below {MIN_SIMILAR_TREATED}).{source_sentence(table, patient, modality)} "
+        f"The prediction under {name} is extrapolation beyond the data."
+    )
+
+
+def source_sentence(table: SupportTable, patient: int, modality: int) -> str:
+    """A sentence on the source studies' patients behind the comparison, or "" if enough."""
+    if table.source_patients is None:
+        return ""
+    count = int(table.source_patients[patient, modality])
+    if count >= table.min_source_patients:
+        return ""
+    return (
+        f" The published studies this synthetic default rests on hold only about {count} "
+        f"patient(s) of grade {table.grades[patient]} treated with {MODALITIES[modality]} "
+        f"(flagged below {table.min_source_patients}): the comparison rests on very few real "
+        "patients."
     )
 
 
@@ -659,6 +698,11 @@ def support_entry(support: SupportTable, patient: int, modality: int) -> dict:
             f"{MODALITIES[modality]}"
         ),
         "extrapolation": bool(support.extrapolation[patient, modality]),
+        "source_patients": (
+            None
+            if support.source_patients is None
+            else int(support.source_patients[patient, modality])
+        ),
         "warning": support_warning(support, patient, modality),
     }
 

@@ -33,6 +33,7 @@ from model.modality import (
     median_with_interval,
     modality_entries,
     percentile_interval,
+    source_sentence,
     summarise_curves,
 )
 from model.schema import (
@@ -417,6 +418,7 @@ class Predictor:
             },
             "n_bootstrap": {e: p.primary.n_members for e, p in self.endpoints.items()},
             "interval_method": {e: p.interval_method for e, p in self.endpoints.items()},
+            "uncertainty": _uncertainty(metadata),
         }
 
     def prognosis(self, patient: Patient, months_since_treatment: float | None = None) -> dict:
@@ -647,6 +649,17 @@ class Predictor:
         return warnings
 
 
+def _uncertainty(metadata: dict) -> dict:
+    """Which uncertainty the intervals carry: the training sample's, or the literature's."""
+    stated = metadata.get("uncertainty") or {}
+    return {
+        "kind": stated.get("kind", "sampling"),
+        "text": stated.get(
+            "text", "The intervals carry the sampling uncertainty of the training cohort."
+        ),
+    }
+
+
 def _copy_model_info(info: dict) -> dict:
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in info.items()}
 
@@ -671,7 +684,8 @@ def _support_message(support: SupportTable, i: int, m: int) -> str:
     return (
         f"modelled propensity {support.propensity[i, m]:.3f} and "
         f"{support.similar_treated[i, m]} training patient(s) of the same grade and burden "
-        "category treated with it; its prediction is extrapolation."
+        f"category treated with it.{source_sentence(support, i, m)} Its prediction is "
+        "extrapolation."
     )
 
 

@@ -71,6 +71,8 @@ def build_model_card(stored: bentoml.Model, bundle: ModelBundle) -> dict:
                 for endpoint, months in bundle.max_follow_up_months.items()
             },
         },
+        "uncertainty": metadata.get("uncertainty"),
+        "evidence_base": evidence_summary(metadata.get("evidence_base")),
         "metrics": _finite(metadata.get("metrics")),
         "held_out_metrics": _finite(metadata.get("held_out_metrics")),
         "intended_use": INTENDED_USE,
@@ -78,6 +80,41 @@ def build_model_card(stored: bentoml.Model, bundle: ModelBundle) -> dict:
         "limitations": LIMITATIONS,
         "disclaimer": SYNTHETIC_DISCLAIMER if label == "synthetic" else REAL_DISCLAIMER,
         "details": _finite(_stored_card(stored)),
+    }
+
+
+def evidence_summary(evidence: dict | None) -> dict | None:
+    """The real patients behind a model built from published aggregates, for readers.
+
+    None for a model trained on a registry. Each grade's line says how many patients of that
+    grade the source studies hold and, per modality, about how many of them received it; a
+    modality comparison on fewer than the minimum carries a support warning in every answer.
+    """
+    if not evidence:
+        return None
+    minimum = evidence["min_source_patients"]
+    subgroups = []
+    for grade, n_grade in evidence["patients_by_grade"].items():
+        by_modality = evidence["patients_by_grade_and_modality"][grade]
+        few = [m for m, n in by_modality.items() if n < minimum]
+        text = (
+            f"{grade}: about {n_grade} patients in the source studies ("
+            + ", ".join(f"{m} about {n}" for m, n in by_modality.items())
+            + ")."
+        )
+        if few:
+            text += (
+                f" The modality comparison in {grade} rests on very few patients (fewer than "
+                f"{minimum} for {', '.join(few)}): every answer carries a support warning there."
+            )
+        subgroups.append(
+            {"grade": grade, "patients": n_grade, "by_modality": by_modality, "text": text}
+        )
+    return {
+        "sources": evidence["sources"],
+        "subgroups": subgroups,
+        "min_source_patients": minimum,
+        "assumption": evidence["assumption"],
     }
 
 

@@ -200,6 +200,12 @@ class Support(_Strict):
     similar_treated: int
     similar_definition: str
     extrapolation: bool
+    source_patients: int | None = Field(
+        default=None,
+        description="For a model built from published aggregates (the synthetic default): "
+        "about how many real patients of this grade received the modality in the source "
+        "studies; null for a model trained on a registry.",
+    )
     warning: str | None
 
 
@@ -299,6 +305,16 @@ class HepaticProgression(_Strict):
     note: str
 
 
+class IntervalUncertainty(_Strict):
+    """Which uncertainty the intervals carry."""
+
+    kind: Literal["sampling", "literature"] = Field(
+        description="sampling: of the training cohort (a model trained on a registry); "
+        "literature: of the published estimates the synthetic default rests on."
+    )
+    text: str
+
+
 class ModelInfo(_Strict):
     """Which model answered."""
 
@@ -316,6 +332,7 @@ class ModelInfo(_Strict):
     interval_method: dict[str, str] = Field(
         description="How each endpoint's 95 % intervals were computed."
     )
+    uncertainty: IntervalUncertainty
 
 
 class PatientSummary(_Strict):
@@ -390,6 +407,16 @@ class ModelCard(_Strict):
     )
     held_out_metrics: dict[str, Any] | None = Field(
         None, description="Performance on the patients held out of training, when there were any."
+    )
+    uncertainty: dict[str, Any] | None = Field(
+        default=None,
+        description="Which uncertainty the intervals carry: `kind` sampling (a registry) or "
+        "literature (the synthetic default), and `text`.",
+    )
+    evidence_base: dict[str, Any] | None = Field(
+        default=None,
+        description="For the synthetic default: the published studies it rests on and how many "
+        "real patients stand behind each grade and modality; null for a registry model.",
     )
     intended_use: str
     out_of_scope: list[str]

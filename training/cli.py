@@ -45,12 +45,20 @@ def main(verbose: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--centers", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
-def simulate(n_patients: int, seed: int, centers: int, out_path: str) -> None:
+@click.option(
+    "--effects",
+    type=click.Choice(["shrunk", "published"]),
+    default=None,
+    help="Modality-within-grade effects: shrunk across grades (the default) or Table 1's "
+    "published point estimates, for sensitivity analyses.",
+)
+def simulate(n_patients: int, seed: int, centers: int, out_path: str, effects: str | None) -> None:
     """Write a synthetic cohort (CSV or Parquet by the extension of --out)."""
     from training.synthetic import simulate_cohort, write_cohort
 
     try:
-        path = write_cohort(simulate_cohort(n_patients, seed, n_centers=centers), out_path)
+        cohort = simulate_cohort(n_patients, seed, n_centers=centers, modality_effects=effects)
+        path = write_cohort(cohort, out_path)
     except TrainingError as error:
         raise click.UsageError(str(error)) from None
     click.echo(f"wrote {n_patients} synthetic patients to {path}")
@@ -206,7 +214,7 @@ def _train(console, options: dict, record: RunRecord) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from training import gate
-    from training.pipeline import declared_label, resolve_cohort
+    from training.pipeline import builtin_default_spec, declared_label, resolve_cohort
     from training.pipeline import train as run_training
     from training.sources import describe_source
 
@@ -232,6 +240,7 @@ def _train(console, options: dict, record: RunRecord) -> int:
             estimator_params=_estimator_params(options["device"]),
             dask_scheduler=options["dask_scheduler"],
             source=source,
+            evidence=builtin_default_spec(options["data"]),
         )
     record.trained(run)
     _print_summary(console, run)

@@ -1,4 +1,4 @@
-"""The published evidence's uncertainty: standard errors from p-values, and shrunk subgroup effects."""
+"""The published evidence's uncertainty: SEs from p-values, and shrunk subgroup effects."""
 
 from __future__ import annotations
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -15,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sksurv.util import Surv
 
 from model.bundle import MONTH_GRID, CurveModel, EndpointModel, ModelBundle
-from model.cox_inference import fit_breslow_inference
+from model.cox_inference import BreslowInference, fit_breslow_inference
 from model.estimators import ESTIMATORS, RELAXED_RIDGE
 from model.schema import (
     BURDEN_CATEGORIES,
@@ -28,6 +31,8 @@ from model.schema import (
     effective_grades,
     encode,
 )
+from training.evidence import shrinkage_table
+from training.synthetic import CohortSpec
 from training.validate import hpfs_event_types
 
 PROPENSITY_FEATURES = tuple(n for n in FEATURE_NAMES if "_in_" not in n)
@@ -52,6 +57,86 @@ def survival_target(cohort: pd.DataFrame, endpoint: str) -> np.ndarray:
         cohort[f"{endpoint}_months"].astype(float).to_numpy(),
         name_event="event",
         name_time="months",
+    )
+
+
+EVIDENCE_BASE_PATH = Path(__file__).resolve().parents[1] / "data" / "evidence_base.yaml"
+LITERATURE_UNCERTAINTY = (
+    "The intervals carry the uncertainty of the published estimates this synthetic default "
+    "rests on: each coefficient's variance includes its published standard error (Table 1 of "
+    "the 184-patient series, modality-within-grade effects shrunk across grades), and the "
+    "baseline hazard is only as precise as the 155-patient series it is calibrated to - not "
+    "the far greater precision of the synthetic sample."
+)
+SAMPLING_UNCERTAINTY = (
+    "The intervals carry the sampling uncertainty of the training cohort (delta method for the "
+    "Cox model, bootstrap for the boosted model)."
+)
+COMPONENT_ENDPOINTS = {"hpfs": ("hpfs", "os"), "os": ("os",)}
+"""Whose published hazard ratios each component of an endpoint rests on: HPFS's progression
+model on the HPFS ratios, its death-before-progression model (like OS) on the OS ratios."""
+
+
+def load_evidence_base(path: str | Path = EVIDENCE_BASE_PATH) -> dict:
+    """The source studies behind the synthetic default, with patients per grade and modality.
+
+    Per grade and modality no paper reports counts: they are the grade's patients times the
+    modality's overall share in Chen 2017, rounded (an assumption the file states).
+    """
+    with open(path, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    by_grade = raw["patients_by_grade"]["value"]
+    by_modality = raw["patients_by_modality"]["value"]
+    total = sum(by_modality.values())
+    return {
+        "min_source_patients": int(raw["min_source_patients"]),
+        "baseline_source_patients": int(raw["baseline_source_patients"]["value"]),
+        "sources": raw["sources"],
+        "patients_by_grade": dict(by_grade),
+        "patients_by_modality": dict(by_modality),
+        "patients_by_grade_and_modality": {
+            grade: {m: int(round(n * by_modality[m] / total)) for m in MODALITIES}
+            for grade, n in by_grade.items()
+        },
+        "assumption": raw["patients_by_grade_and_modality"]["assumption"],
+    }
+
+
+def literature_standard_errors(spec: CohortSpec, endpoint: str) -> np.ndarray:
+    """Published standard error of each design column's log hazard ratio for `endpoint`.
+
+    Derived from Table 1's p-values (`se_log` in data/cohort_spec.yaml); with shrunk
+    modality effects, the modality-within-grade columns take their empirical-Bayes posterior
+    standard errors. Columns with no published estimate (an assumed effect) get 0.
+
+    Returns
+    -------
+    ndarray, shape = (len(FEATURE_NAMES),)
+    """
+    ratios = spec.raw["hazards"][endpoint]["hazard_ratios"]
+    errors = pd.Series(
+        {name: float(ratios[name].get("se_log", 0.0)) for name in FEATURE_NAMES}, dtype=float
+    )
+    if spec.effects == "shrunk":
+        shrunk = shrinkage_table(ratios)["shrunk_se_log"]
+        errors[shrunk.index] = shrunk
+    return errors[list(FEATURE_NAMES)].to_numpy()
+
+
+def with_literature_uncertainty(
+    inference: BreslowInference, standard_errors: np.ndarray, n_patients: int, n_source: int
+) -> BreslowInference:
+    """A component whose variance is at least that of the published evidence.
+
+    The coefficients' covariance gains the published variances (Table 1 reports no
+    correlations, so they are added on the diagonal), and the baseline hazard's martingale
+    variance is scaled from `n_patients` simulated patients to the `n_source` real ones the
+    baseline was calibrated to.
+    """
+    return dataclasses.replace(
+        inference,
+        covariance=inference.covariance + np.diag(np.asarray(standard_errors) ** 2),
+        hazard_variance=inference.hazard_variance * max(1.0, n_patients / n_source),
     )
 
 
@@ -246,6 +331,7 @@ def fit_bundle(
     background_size: int = 100,
     estimator_params: dict[str, dict] | None = None,
     primary_ensembles_only: bool = False,
+    evidence: CohortSpec | None = None,
 ) -> ModelBundle:
     """Fit everything a prognosis needs on a validated cohort.
 
@@ -265,6 +351,12 @@ def fit_bundle(
         Fit bootstrap members for each endpoint's primary family only (the training
         pipeline's choice: the other family serves as the check model, whose full fit alone
         is used); otherwise for every family, so that either can be made primary later.
+    evidence : CohortSpec, optional
+        The specification `cohort` was simulated from, for the built-in default: the Cox
+        components then carry the published estimates' uncertainty
+        (:func:`with_literature_uncertainty`) and the bundle the evidence base
+        (:func:`load_evidence_base`), so that the default never claims more precision than
+        the real patients behind it.
     """
     if cohort_label not in ("synthetic", "real"):
         raise ValueError(f"cohort_label must be 'synthetic' or 'real', but got {cohort_label!r}")
@@ -280,6 +372,28 @@ def fit_bundle(
         ensembles=primary if primary_ensembles_only else None,
         components=component_targets(cohort),
     )
+    metadata = {"uncertainty": {"kind": "sampling", "text": SAMPLING_UNCERTAINTY}}
+    if evidence is not None:
+        evidence_base = load_evidence_base()
+        n_source = evidence_base["baseline_source_patients"]
+        for endpoint, families in models.items():
+            for family in families.values():
+                family.components = [
+                    with_literature_uncertainty(
+                        component,
+                        literature_standard_errors(evidence, source),
+                        len(cohort),
+                        n_source,
+                    )
+                    for component, source in zip(
+                        family.components, COMPONENT_ENDPOINTS[endpoint], strict=False
+                    )
+                ]
+        metadata = {
+            "uncertainty": {"kind": "literature", "text": LITERATURE_UNCERTAINTY},
+            "evidence_base": evidence_base,
+            "modality_effects": evidence.effects,
+        }
     return ModelBundle(
         schema_version=SCHEMA_VERSION,
         feature_names=FEATURE_NAMES,
@@ -294,6 +408,7 @@ def fit_bundle(
         },
         numbers_at_risk={e: numbers_at_risk(cohort[f"{e}_months"]) for e in ENDPOINTS},
         metadata={
+            **metadata,
             "trained_on": cohort_label,
             "data_fingerprint": data_fingerprint(cohort),
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -32,7 +32,7 @@ from training.fit import (
 from training.holdout import DEFAULT_HOLDOUT_FRACTION, HOLDOUT_RULE, holdout_mask, patient_hashes
 from training.parallel import joblib_backend
 from training.sources import read_source
-from training.synthetic import simulate_cohort
+from training.synthetic import CohortSpec, simulate_cohort
 from training.validate import Problem, validate_cohort
 
 logger = logging.getLogger(__name__)
@@ -128,6 +128,11 @@ def check_label(cohort: pd.DataFrame, label: str | None) -> str:
             "be declared with --label synthetic"
         )
     return label
+
+
+def builtin_default_spec(data: str) -> CohortSpec | None:
+    """The specification the built-in default (``--data synthetic[:N]``) is simulated from."""
+    return CohortSpec.load() if data == "synthetic" or data.startswith("synthetic:") else None
 
 
 def resolve_cohort(data: str, seed: int = 0, query: str | None = None) -> pd.DataFrame:
@@ -542,6 +547,7 @@ def train(
     estimator_params: dict[str, dict] | None = None,
     dask_scheduler: str | None = None,
     source: str | None = None,
+    evidence: CohortSpec | None = None,
 ) -> TrainingRun:
     """Train, evaluate and register a bundle on a validated cohort.
 
@@ -552,7 +558,9 @@ def train(
     the generator's `true_*` columns, stops the run before anything is fitted
     (:func:`check_label`). The first model in an empty store becomes production; later ones are
     candidates for `netprog promote`. With `dask_scheduler`, the folds, centres and bootstrap
-    fits run on that Dask cluster, with the same results as locally.
+    fits run on that Dask cluster, with the same results as locally. `evidence` is the
+    specification of the built-in default's cohort (:func:`builtin_default_spec`): the fit
+    then carries the published estimates' uncertainty (:func:`training.fit.fit_bundle`).
     """
     steps = _Steps(progress)
     with steps("validate", "setting the held-out patients aside"):
@@ -583,6 +591,7 @@ def train(
                 primary=primary,
                 estimator_params=estimator_params,
                 primary_ensembles_only=True,
+                evidence=evidence,
             )
     with steps("held_out", "evaluating on the held-out patients"):
         held_out_metrics = (

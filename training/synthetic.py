@@ -47,13 +47,16 @@ HPFS_EVENT_TYPES = ("progression", "death", "censored")
 """What ended HPFS: hepatic progression, death from any cause before it, or censoring."""
 
 
-def _geometric_gauss_legendre(ratio: float = 4.0, levels: int = 12, order: int = 12):
+def _geometric_gauss_legendre(ratio: float = 4.0, levels: int = 12, order: int = 16):
     """Nodes and weights on [0, 1]: Gauss-Legendre on [0, r^-levels], ..., [1/r, 1].
 
     The intervals shrink geometrically towards 0, where the first-event integrands of
     :func:`_first_event_incidence` concentrate when a cumulative hazard is large; against an
     adaptive quadrature (scipy ``quad``, per subinterval, relative tolerance 1e-13) the error
     is below 1e-8 for cumulative hazards from 3e-4 to 1100 and shape ratios from 0.4 to 2.5.
+    Order 16 rather than 12: at the calibrated shape ratio 2.24 (progression 2.56, death 1.14)
+    order 12 left a plateaued cumulative incidence falling by 1.5e-9 between months; 16 brings
+    that below 1e-11 for a third more work.
     """
     unit_nodes, unit_weights = leggauss(order)
     edges = np.concatenate(([0.0], ratio ** -np.arange(levels, -1, -1.0)))

@@ -10,7 +10,17 @@ from lifelines import CoxPHFitter
 from scipy import integrate
 
 from model.schema import FEATURE_NAMES, encode
-from training.calibrate import CHEN2017_MEDIANS, km_medians_by_grade
+from training.calibrate import (
+    CHEN2017_MEDIANS,
+    g3_plausibility,
+    km_medians_by_grade,
+    shrunk_modality_record,
+)
+from training.evidence import (
+    shrink_random_effects,
+    shrunk_modality_effects,
+    standard_error_from_p,
+)
 from training.synthetic import (
     DEFAULT_SPEC_PATH,
     MODALITIES,
@@ -25,6 +35,7 @@ from training.synthetic import (
     true_survival,
     true_values_at,
 )
+from training.validate import validate_cohort
 
 MAIN_EFFECTS = [n for n in FEATURE_NAMES if "_in_" not in n]
 
@@ -275,3 +286,115 @@ def test_every_parameter_in_the_cohort_spec_names_its_source_or_is_marked_an_ass
         for p in unsourced(raw[section], section)
     ]
     assert missing == []
+
+
+def _table1_entries(raw: dict):
+    for endpoint in ("hpfs", "os"):
+        for name, entry in raw["hazards"][endpoint]["hazard_ratios"].items():
+            if entry.get("source", "").startswith("table1_004"):
+                yield endpoint, name, entry
+
+
+def test_every_table1_standard_error_is_derived_from_its_recorded_p_value_to_1e_3(spec):
+    entries = list(_table1_entries(spec.raw))
+    assert len(entries) == 38
+    for endpoint, name, entry in entries:
+        derived = standard_error_from_p(entry["value"], entry["p"])
+        assert entry["se_log"] == pytest.approx(derived, abs=1e-3), (endpoint, name)
+    sirt_g3_os = spec.raw["hazards"]["os"]["hazard_ratios"]["SIRT_in_G3"]
+    assert sirt_g3_os["se_log"] == pytest.approx(np.log(10.02) / 3.0902, abs=1e-3)
+
+
+def test_a_standard_error_needs_a_p_value_strictly_between_0_and_1():
+    with pytest.raises(ValueError, match="strictly between 0 and 1, but got 1.0"):
+        standard_error_from_p(1.2, 1.0)
+
+
+def test_dersimonian_laird_finds_no_heterogeneity_in_equal_estimates_and_pools_them():
+    fit = shrink_random_effects([0.3, 0.3, 0.3], [0.2, 0.4, 0.8])
+    assert fit.tau2 == 0.0
+    np.testing.assert_allclose(fit.shrunk, 0.3)
+    expected_pooled_se = 1 / np.sqrt(1 / 0.04 + 1 / 0.16 + 1 / 0.64)
+    np.testing.assert_allclose(fit.shrunk_se, expected_pooled_se)
+
+
+def test_dersimonian_laird_tau2_and_shrinkage_match_a_hand_computation():
+    y, se = np.array([0.0, 1.0, 3.0]), np.array([0.5, 0.5, 1.0])
+    w = 1 / se**2
+    q = np.sum(w * (y - np.sum(w * y) / w.sum()) ** 2)
+    tau2 = (q - 2) / (w.sum() - np.sum(w**2) / w.sum())
+    mu = np.sum(y / (se**2 + tau2)) / np.sum(1 / (se**2 + tau2))
+    fit = shrink_random_effects(y, se)
+    assert fit.tau2 == pytest.approx(tau2)
+    assert fit.pooled == pytest.approx(mu)
+    np.testing.assert_allclose(fit.shrunk, mu + tau2 / (tau2 + se**2) * (y - mu))
+    assert (fit.shrunk_se < se).all()
+
+
+def test_shrunk_g3_sirt_os_hazard_ratio_is_below_10_02_and_closer_to_the_pooled_value(spec):
+    fit = shrunk_modality_effects(spec.raw["hazards"]["os"]["hazard_ratios"])["SIRT"]
+    shrunk = spec.log_hazard_ratios("os")["SIRT_in_G3"]
+    published = spec.with_modality_effects("published").log_hazard_ratios("os")["SIRT_in_G3"]
+    assert published == pytest.approx(np.log(10.02))
+    assert np.exp(shrunk) < 10.02
+    assert abs(shrunk - fit.pooled) < 0.8 * abs(published - fit.pooled)
+    assert np.exp(shrunk) == pytest.approx(6.18, abs=0.01)
+
+
+def test_the_recorded_shrunk_effects_in_the_spec_are_the_computed_ones(spec):
+    recorded = spec.raw["modality_effects"]["shrunk_record"]
+    computed = shrunk_modality_record(spec)
+    for endpoint in ("hpfs", "os"):
+        for key in ("tau2", "pooled_hr"):
+            for modality, value in computed[endpoint][key].items():
+                assert recorded[endpoint][key][modality] == pytest.approx(value, abs=1e-3)
+        for name, value in computed[endpoint]["hazard_ratios"].items():
+            assert recorded[endpoint]["hazard_ratios"][name] == pytest.approx(value, abs=1e-3)
+            assert np.log(value["HR"]) == pytest.approx(
+                spec.log_hazard_ratios(endpoint)[name], abs=1e-3
+            )
+
+
+def test_an_unknown_modality_effects_option_is_rejected_with_the_allowed_values(spec):
+    with pytest.raises(ValueError, match="one of shrunk, published, but got 'raw'"):
+        spec.with_modality_effects("raw")
+
+
+@pytest.fixture(scope="module")
+def published_cohort() -> pd.DataFrame:
+    return simulate_cohort(20_000, seed=2026, modality_effects="published")
+
+
+def test_shrunk_and_published_cohorts_are_valid_share_patients_and_differ_in_outcome(
+    cohort, published_cohort
+):
+    for frame in (cohort.iloc[:2000], published_cohort.iloc[:2000]):
+        assert len(validate_cohort(frame)) == 2000
+    patient_fields = ["who_grade", "modality", "tumor_burden_percent", "age_years"]
+    pd.testing.assert_frame_equal(cohort[patient_fields], published_cohort[patient_fields])
+    g3 = cohort["who_grade"] == "G3"
+    for frame, hazard_ratio in ((cohort, 6.182), (published_cohort, 10.02)):
+        contrast = frame.loc[g3, "true_lp_os_SIRT"] - frame.loc[g3, "true_lp_os_TACE"]
+        np.testing.assert_allclose(contrast, np.log(hazard_ratio), atol=1e-3)
+    assert not cohort["os_months"].equals(published_cohort["os_months"])
+
+
+@pytest.mark.parametrize("endpoint", ["hpfs", "os"])
+def test_published_effects_are_also_calibrated_to_chen_2017_within_15_percent(
+    published_cohort, endpoint
+):
+    medians = km_medians_by_grade(published_cohort, endpoint)
+    for grade, published in CHEN2017_MEDIANS[endpoint].items():
+        assert medians[grade] == pytest.approx(published, rel=0.15), (grade, medians[grade])
+
+
+def test_g3_os_by_modality_is_plausible_with_shrunk_effects_and_not_with_published(
+    cohort, published_cohort, spec
+):
+    shrunk = g3_plausibility(cohort, spec)
+    assert shrunk["plausible"], shrunk
+    assert shrunk["km_range"] == [3.1, 27.9]
+    assert shrunk["worst_g3_to_g2_ratio"] < 1.0
+    published = g3_plausibility(published_cohort, spec.with_modality_effects("published"))
+    assert not published["plausible"]
+    assert published["km_median_os_by_modality"]["TACE"] > 27.9

@@ -139,6 +139,23 @@
       text("span", ` · trained on ${data.label || "unknown"} data${when ? ` · ${when}` : ""}`),
     );
     setTrainingBanner(data.label, card.disclaimer);
+    showAboutModel(card);
+  }
+
+  function showAboutModel(card) {
+    const about = $("about-model");
+    $("about-uncertainty").textContent = (card.uncertainty && card.uncertainty.text) || "";
+    const evidence = card.evidence_base;
+    $("about-evidence").hidden = !evidence;
+    $("about-evidence-list").innerHTML = "";
+    if (evidence) {
+      for (const subgroup of evidence.subgroups) {
+        $("about-evidence-list").append(text("li", subgroup.text));
+      }
+      $("about-evidence-assumption").textContent =
+        `Patients per grade and modality are estimates: ${evidence.assumption}.`;
+    }
+    about.hidden = !(card.uncertainty || evidence);
   }
 
   function setTrainingBanner(label, disclaimer) {
@@ -488,7 +505,9 @@
       modalityChart(endpoint, block, xmax[endpoint.key]);
       explanationChart(endpoint, block.explanation);
     }
-    $("interval-method").textContent = prognosis.hpfs.interval_method || "bootstrap percentile";
+    const uncertainty = prognosis.model.uncertainty ? ` ${prognosis.model.uncertainty.text}` : "";
+    $("interval-method").textContent =
+      (prognosis.hpfs.interval_method || "bootstrap percentile") + uncertainty;
     incidenceChart(prognosis, xmax.hpfs);
   }
 
