@@ -92,93 +92,99 @@ def _inside(lower, value, upper):
     return (lower <= value) & (value <= upper)
 
 
+def _cell(method, endpoint, quantity, modality, month, followed, lower, true, upper, keep=None):
+    """One coverage row: the share of patients whose interval holds the truth, mean width."""
+    keep = np.ones(true.shape, bool) if keep is None else keep
+    inside = _inside(lower, true, upper)[keep].mean()
+    return (
+        method,
+        endpoint,
+        quantity,
+        modality,
+        month,
+        followed,
+        inside,
+        (upper - lower)[keep].mean(),
+    )
+
+
 def _score(rows, method, endpoint, comparison, incidence, truth, planned, followed):
     """Append coverage rows for one endpoint's predicted comparison."""
     summary = comparison.summary
-    patients = np.arange(planned.size)
+    last = MONTH_GRID[-1]
     for m, modality in enumerate(MODALITIES):
+        others = planned != m
         for h, month in enumerate(HORIZONS_MONTHS):
+            cell = (method, endpoint)
             true = truth[endpoint, modality, "survival"][:, h]
-            lower, upper = summary.at_horizons_lower[m, :, h], summary.at_horizons_upper[m, :, h]
             rows.append(
-                (
-                    method,
-                    endpoint,
+                _cell(
+                    *cell,
                     "survival",
                     modality,
                     month,
                     followed[month],
-                    _inside(lower, true, upper).mean(),
-                    (upper - lower).mean(),
+                    summary.at_horizons_lower[m, :, h],
+                    true,
+                    summary.at_horizons_upper[m, :, h],
                 )
             )
-            reference = truth[endpoint, "planned", "survival"][:, h]
-            difference = true - reference
-            lower = comparison.difference_at_horizons_lower[m, :, h]
-            upper = comparison.difference_at_horizons_upper[m, :, h]
-            keep = planned != m
             rows.append(
-                (
-                    method,
-                    endpoint,
+                _cell(
+                    *cell,
                     "difference",
                     modality,
                     month,
                     followed[month],
-                    _inside(lower, difference, upper)[keep].mean(),
-                    (upper - lower)[keep].mean(),
+                    comparison.difference_at_horizons_lower[m, :, h],
+                    true - truth[endpoint, "planned", "survival"][:, h],
+                    comparison.difference_at_horizons_upper[m, :, h],
+                    others,
                 )
             )
             if incidence is not None:
-                true = truth["cif", modality][:, h]
-                lower = incidence.at_horizons_lower[m, :, h]
-                upper = incidence.at_horizons_upper[m, :, h]
                 rows.append(
-                    (
+                    _cell(
                         method,
                         "hpfs",
                         "incidence",
                         modality,
                         month,
                         followed[month],
-                        _inside(lower, true, upper).mean(),
-                        (upper - lower).mean(),
+                        incidence.at_horizons_lower[m, :, h],
+                        truth["cif", modality][:, h],
+                        incidence.at_horizons_upper[m, :, h],
                     )
                 )
-        true_median = truth[endpoint, modality, "median"]
         # A bound "not reached" within the grid only says the median lies beyond it.
-        last = MONTH_GRID[-1]
         lower = np.where(summary.median_lower[m] >= NOT_REACHED, last, summary.median_lower[m])
         upper = np.where(summary.median_upper[m] >= NOT_REACHED, np.inf, summary.median_upper[m])
-        rows.append(
-            (
-                method,
-                endpoint,
-                "median",
-                modality,
-                0,
-                True,
-                _inside(lower, true_median, upper).mean(),
-                np.nan,
-            )
+        median = _cell(
+            method,
+            endpoint,
+            "median",
+            modality,
+            0,
+            True,
+            lower,
+            truth[endpoint, modality, "median"],
+            upper,
         )
-        difference = truth[endpoint, modality, "rmst"] - truth[endpoint, "planned", "rmst"]
-        lower = comparison.difference_rmst_lower[m]
-        upper = comparison.difference_rmst_upper[m]
-        keep = planned != m
+        rows.append((*median[:-1], np.nan))
         rows.append(
-            (
+            _cell(
                 method,
                 endpoint,
                 "rmst difference",
                 modality,
                 60,
                 True,
-                _inside(lower, difference, upper)[keep].mean(),
-                (upper - lower)[keep].mean(),
+                comparison.difference_rmst_lower[m],
+                truth[endpoint, modality, "rmst"] - truth[endpoint, "planned", "rmst"],
+                comparison.difference_rmst_upper[m],
+                others,
             )
         )
-    del patients
 
 
 def _incidence_of(endpoint_predictor, design, planned):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -497,12 +498,17 @@ class PenalizedCox(_CoxModel):
             path_alphas = self._checked_alphas(l1_ratios)
             self.cv_results_, self.best_index_ = None, None
             self.l1_ratio_, self.alpha_ = float(l1_ratios[0]), float(path_alphas[-1])
-        self.pipeline_ = make_pipeline(
-            StandardScaler(),
-            CoxnetSurvivalAnalysis(
-                alphas=path_alphas, l1_ratio=self.l1_ratio_, max_iter=self.max_iter
-            ),
-        ).fit(X, y_checked)
+        with warnings.catch_warnings():
+            # Cross-validation may choose the null model (every coefficient zero: no term
+            # predicts, as for a rare competing event in a small fold); that is an answer,
+            # not the mistake Coxnet's warning suspects.
+            warnings.filterwarnings("ignore", "all coefficients are zero", UserWarning)
+            self.pipeline_ = make_pipeline(
+                StandardScaler(),
+                CoxnetSurvivalAnalysis(
+                    alphas=path_alphas, l1_ratio=self.l1_ratio_, max_iter=self.max_iter
+                ),
+            ).fit(X, y_checked)
         scaler, coxnet = self.pipeline_[0], self.pipeline_[-1]
         self.coef_ = coxnet.coef_[:, -1] / scaler.scale_
         self.selected_ = self.coef_ != 0

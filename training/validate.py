@@ -496,7 +496,9 @@ def read_cohort(path: str | Path) -> pd.DataFrame:
 def _read_csv(path: Path) -> pd.DataFrame:
     n_lines = _check_csv_text(path)
     n_columns = _count_header_columns(path)
-    options = {"dtype": {"patient_id": str}, "encoding": "utf-8"}
+    # round_trip: numbers come back exactly as written, so a CSV export and a Parquet export
+    # of the same table have the same fingerprint (the default parser can be off by one ulp).
+    options = {"dtype": {"patient_id": str}, "encoding": "utf-8", "float_precision": "round_trip"}
     with pd.read_csv(path, chunksize=_chunk_rows(n_columns), **options) as chunks:
         problems, stopped = _checked_rows(chunks)
     if stopped:

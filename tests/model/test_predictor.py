@@ -96,8 +96,9 @@ def test_intervals_contain_the_point_estimate(prognosis, endpoint):
             assert median["upper"] is None or median["value"] <= median["upper"]
         rmst = entry["rmst_60_months"]
         assert rmst["lower"] <= rmst["value"] <= rmst["upper"]
-    # The G3 patient's curves are far from flat: the intervals have real width.
-    widths = [p["upper"] - p["lower"] for p in block["curve"][1:13]]
+    # Where the G3 patient's curves are far from flat the intervals have real width.
+    widths = [p["upper"] - p["lower"] for p in block["curve"] if 0.1 < p["survival"] < 0.9]
+    assert len(widths) >= 3
     assert min(widths) > 0.005
 
 

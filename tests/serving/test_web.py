@@ -286,7 +286,9 @@ def test_the_form_is_reached_in_reading_order_by_tab_with_a_visible_focus(web_se
     web = open_page(web_server)
     page = web.page
     controls = [f"field-{name}" for name in (*Patient.model_fields, "months_since_treatment")]
-    expected = ["skip-link", *controls, "submit-button", "reset-button"]
+    # "About this model" (the intervals' uncertainty, the evidence base) sits between the
+    # skip link and the form.
+    expected = ["skip-link", "about-model-summary", *controls, "submit-button", "reset-button"]
 
     visited, outlines = [], []
     for _ in expected:

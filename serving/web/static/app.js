@@ -143,7 +143,6 @@
   }
 
   function showAboutModel(card) {
-    const about = $("about-model");
     $("about-uncertainty").textContent = (card.uncertainty && card.uncertainty.text) || "";
     const evidence = card.evidence_base;
     $("about-evidence").hidden = !evidence;
@@ -155,7 +154,14 @@
       $("about-evidence-assumption").textContent =
         `Patients per grade and modality are estimates: ${evidence.assumption}.`;
     }
-    about.hidden = !(card.uncertainty || evidence);
+  }
+
+  // One "value (interval)" table cell; † marks a value beyond adequate follow-up.
+  function horizonCell(s) {
+    const cell = text("td", pct(s.value), "num");
+    if (s.extrapolated) cell.append(text("span", " †", "flag"));
+    cell.append(text("span", ` ${pctRange(s)}`, "interval"));
+    return cell;
   }
 
   function setTrainingBanner(label, disclaimer) {
@@ -599,13 +605,8 @@
       row.append(name);
       for (const h of HORIZONS) {
         const s = entry.cumulative_incidence_at[h];
-        const cell = text("td", pct(s.value), "num");
-        if (s.extrapolated) {
-          cell.append(text("span", " †", "flag"));
-          footnote = true;
-        }
-        cell.append(text("span", ` ${pctRange(s)}`, "interval"));
-        row.append(cell);
+        row.append(horizonCell(s));
+        footnote = footnote || s.extrapolated;
       }
       body.append(row);
     }
@@ -915,13 +916,8 @@
         row.append(medianCell);
         for (const h of HORIZONS) {
           const s = entry.survival_at[h];
-          const cell = text("td", pct(s.value), "num");
-          if (s.extrapolated) {
-            cell.append(text("span", " †", "flag"));
-            footnote = true;
-          }
-          cell.append(text("span", ` ${pctRange(s)}`, "interval"));
-          row.append(cell);
+          row.append(horizonCell(s));
+          footnote = footnote || s.extrapolated;
         }
         const diff = entry.difference_vs_planned;
         if (diff) {
