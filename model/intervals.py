@@ -80,8 +80,8 @@ def analytic_comparison(curves: CoxCurves, design, planned) -> ModalityCompariso
     """
     planned = np.asarray(planned, dtype=int)
     curve, lower, upper = curves.survival_interval(design, z=_Z)
-    value, variance = curves.functional(design[..., :], _WEIGHTS[-1:])
-    rmst, rmst_se = value[0], np.sqrt(variance[0])
+    value, variance = curves.functional(design, _WEIGHTS)
+    rmst, rmst_se = value[-1], np.sqrt(variance[-1])
     spread = np.exp(_Z * rmst_se / np.maximum(rmst, 1e-12))
     summary = CurveSummary(
         curve=curve,
@@ -105,16 +105,64 @@ def analytic_comparison(curves: CoxCurves, design, planned) -> ModalityCompariso
     )
     half_width = _Z * np.sqrt(difference_variance)
     at = np.moveaxis(difference[:-1], 0, -1)
-    at_half = np.moveaxis(half_width[:-1], 0, -1)
+    at_lower, at_upper = _recovered_difference_interval(
+        summary,
+        planned,
+        np.moveaxis(variance[:-1], 0, -1),
+        np.moveaxis(difference_variance[:-1], 0, -1),
+    )
     return ModalityComparison(
         summary,
         planned,
         at,
-        np.clip(at - at_half, -1.0, 1.0),
-        np.clip(at + at_half, -1.0, 1.0),
+        at_lower,
+        at_upper,
         difference[-1],
         np.clip(difference[-1] - half_width[-1], -RMST_HORIZON_MONTHS, RMST_HORIZON_MONTHS),
         np.clip(difference[-1] + half_width[-1], -RMST_HORIZON_MONTHS, RMST_HORIZON_MONTHS),
+    )
+
+
+def _recovered_difference_interval(summary, planned, variance, difference_variance):
+    """Interval of survival under each modality minus under the planned one, by MOVER.
+
+    The method of variance estimates recovery (Zou and Donner, Stat Med 2008; Newcombe 1998
+    for proportions) builds the difference's interval from each survival's own log-log
+    interval and their correlation, so it inherits their asymmetry near 0 and 1, where a
+    symmetric normal interval of the difference is too short on one side. The correlation
+    comes from the delta method: ``(v1 + v2 - v_diff) / (2 sqrt(v1 v2))``.
+
+    Parameters
+    ----------
+    summary : CurveSummary
+        Survival at the horizons with intervals, shape = (n_modalities, n_patients, n_horizons).
+    planned : ndarray of int, shape = (n_patients,)
+    variance, difference_variance : ndarray, shape = (n_modalities, n_patients, n_horizons)
+        Delta-method variances of each survival and of its paired difference from the planned.
+    """
+    patients = np.arange(planned.size)
+    value, lower, upper = summary.at_horizons, summary.at_horizons_lower, summary.at_horizons_upper
+    ref_value, ref_lower, ref_upper = (x[planned, patients] for x in (value, lower, upper))
+    ref_variance = variance[planned, patients]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        correlation = (variance + ref_variance - difference_variance) / (
+            2.0 * np.sqrt(variance * ref_variance)
+        )
+    correlation = np.clip(np.nan_to_num(correlation), -1.0, 1.0)
+    difference = value - ref_value
+    below = (
+        (value - lower) ** 2
+        + (ref_upper - ref_value) ** 2
+        - 2.0 * correlation * (value - lower) * (ref_upper - ref_value)
+    )
+    above = (
+        (upper - value) ** 2
+        + (ref_value - ref_lower) ** 2
+        - 2.0 * correlation * (upper - value) * (ref_value - ref_lower)
+    )
+    return (
+        np.clip(difference - np.sqrt(np.maximum(below, 0.0)), -1.0, 1.0),
+        np.clip(difference + np.sqrt(np.maximum(above, 0.0)), -1.0, 1.0),
     )
 
 
