@@ -11,8 +11,8 @@ import xgboost as xgb
 
 from model.bundle import CurveModel, is_linear
 from model.exceptions import ModelError
-from model.modality import burden_label
 from model.schema import FEATURE_NAMES, FEATURE_SOURCES, Patient
+from model.support import burden_label
 
 __all__ = [
     "FIELD_FACTORS",

@@ -21,9 +21,7 @@ from model.modality import (
     MONTH_DIGITS,
     SURVIVAL_DIGITS,
     ModalityComparison,
-    ModalitySupport,
     RoundedComparison,
-    SupportTable,
     compare_modalities,
     curve_records,
     horizon_dicts,
@@ -33,7 +31,6 @@ from model.modality import (
     median_with_interval,
     modality_entries,
     percentile_interval,
-    source_sentence,
     summarise_curves,
 )
 from model.schema import (
@@ -47,6 +44,7 @@ from model.schema import (
     grade_from_ki67,
     patients_frame,
 )
+from model.support import ModalitySupport, SupportTable, source_sentence
 
 __all__ = [
     "CONDITIONAL_MIN_SURVIVAL",

@@ -8,14 +8,13 @@ import pytest
 from model.bundle import MONTH_GRID
 from model.modality import (
     COMPARISON_CAVEAT,
-    MIN_PROPENSITY,
-    MIN_SIMILAR_TREATED,
     median_months,
     percentile_interval,
     restricted_mean,
 )
 from model.predictor import Predictor
 from model.schema import ENDPOINTS, MODALITIES
+from model.support import MIN_PROPENSITY, MIN_SIMILAR_TREATED
 
 
 def _entry(block, modality):
