@@ -121,19 +121,18 @@ def fit_cox_coefficients(X, event, time, *, ridge=0.0, max_iter=100, tol=1e-9):
     def objective(beta):
         linear = X @ beta
         shift = linear.max()
-        _, deaths, s0, s1, risk = _risk_set_sums(X, event, time, beta, shift)
+        _, deaths, s0, s1, _ = _risk_set_sums(X, event, time, beta, shift)
         value = linear[event].sum() - deaths @ (np.log(s0) + shift) - 0.5 * ridge * beta @ beta
-        means = s1 / s0[:, None]
-        gradient = X[event].sum(axis=0) - deaths @ means - ridge * beta
-        return value, gradient, means, deaths, risk, s0
+        gradient = X[event].sum(axis=0) - deaths @ (s1 / s0[:, None]) - ridge * beta
+        return value, gradient
 
-    value, gradient, *_ = objective(coef)
+    value, gradient = objective(coef)
     for _ in range(max_iter):
         information = _information(X, event, time, coef) + ridge * np.eye(coef.size)
         step = np.linalg.lstsq(information, gradient, rcond=None)[0]
         for _ in range(30):
             candidate = coef + step
-            new_value, new_gradient, *_ = objective(candidate)
+            new_value, new_gradient = objective(candidate)
             if new_value >= value - 1e-12:
                 break
             step = step / 2.0

@@ -66,7 +66,8 @@ LITERATURE_UNCERTAINTY = (
     "rests on: each coefficient's variance includes its published standard error (Table 1 of "
     "the 184-patient series, modality-within-grade effects shrunk across grades), and the "
     "baseline hazard is only as precise as the 155-patient series it is calibrated to - not "
-    "the far greater precision of the synthetic sample."
+    "the far greater precision of the synthetic sample. (Only the Cox model's intervals: a "
+    "boosted primary's bootstrap intervals carry the synthetic sample's uncertainty alone.)"
 )
 SAMPLING_UNCERTAINTY = (
     "The intervals carry the sampling uncertainty of the training cohort (delta method for the "
@@ -377,7 +378,8 @@ def fit_bundle(
         evidence_base = load_evidence_base()
         n_source = evidence_base["baseline_source_patients"]
         for endpoint, families in models.items():
-            for family in families.values():
+            # The boosted family has no components: its bootstrap intervals are sampling-only.
+            for family in (f for f in families.values() if f.components):
                 family.components = [
                     with_literature_uncertainty(
                         component,
@@ -386,7 +388,7 @@ def fit_bundle(
                         n_source,
                     )
                     for component, source in zip(
-                        family.components, COMPONENT_ENDPOINTS[endpoint], strict=False
+                        family.components, COMPONENT_ENDPOINTS[endpoint], strict=True
                     )
                 ]
         metadata = {
