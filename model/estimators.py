@@ -513,12 +513,15 @@ class PenalizedCox(_CoxModel):
         self.coef_ = coxnet.coef_[:, -1] / scaler.scale_
         self.selected_ = self.coef_ != 0
         self.shrinkage_factor_ = None
-        self.relaxed_ = self._relaxation(X, event, time)
+        refit = (
+            fit_cox_coefficients(X[:, self.selected_], event, time, ridge=RELAXED_RIDGE)
+            if self.relax
+            else None
+        )
+        self.relaxed_ = self._relaxation(X[:, self.selected_], event, time, refit)
         if self.relaxed_:
             self.coef_ = np.zeros(X.shape[1])
-            self.coef_[self.selected_] = fit_cox_coefficients(
-                X[:, self.selected_], event, time, ridge=RELAXED_RIDGE
-            )
+            self.coef_[self.selected_] = refit
         self.feature_means_ = scaler.mean_.copy()
         self.baseline_ = BreslowEstimator().fit(self._linear_predictor(X), event, time)
         self.unique_times_ = self.baseline_.unique_times_
@@ -559,18 +562,17 @@ class PenalizedCox(_CoxModel):
             "relax": self.relaxed_,
         }
 
-    def _relaxation(self, X, event, time):
-        """Whether to refit the selected terms without penalty (see `relax`)."""
+    def _relaxation(self, X_selected, event, time, refit):
+        """Whether to keep `refit`, the unpenalised coefficients of the selected terms."""
         if isinstance(self.relax, str):
             if self.relax != "auto":
                 raise InvalidEstimatorParameter(
                     f"`relax` must be True, False or 'auto', but got {self.relax!r}."
                 )
-            refit = fit_cox_coefficients(X[:, self.selected_], event, time, ridge=RELAXED_RIDGE)
-            linear_predictor = np.column_stack([np.zeros(len(X)), X[:, self.selected_] @ refit])
+            linear_predictor = np.column_stack([np.zeros(len(X_selected)), X_selected @ refit])
             null, fitted = _breslow_partial_log_likelihood(linear_predictor, event, time)
             chi_square = 2.0 * (fitted - null)
-            terms = int(self.selected_.sum())
+            terms = refit.size
             self.shrinkage_factor_ = (
                 float((chi_square - terms) / chi_square) if chi_square > 0 else 0.0
             )

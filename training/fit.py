@@ -47,7 +47,7 @@ DEFAULT_PRIMARY = {"hpfs": "coxnet", "os": "coxnet"}
 FAMILY_DEFAULTS: dict[str, dict] = {"coxnet": {"relax": "auto"}}
 """Constructor arguments every training fit of a family gets: the Cox family is the elastic
 net, relaxed (refitted unpenalised on its selected terms, the centre the delta-method intervals
-need) wherever cross-validation says the refit predicts at least as well as the shrunken fit."""
+need) wherever the cohort is large enough not to need shrinkage (`PenalizedCox`'s `relax`)."""
 
 
 def survival_target(cohort: pd.DataFrame, endpoint: str) -> np.ndarray:
@@ -170,7 +170,13 @@ def component_targets(cohort: pd.DataFrame) -> dict[str, list[np.ndarray]]:
 
 def fit_component(name, seed, params, design, target):
     """One tuned Cox component on all rows of `design`, reduced to its delta-method terms."""
-    estimator = make_estimator(name, seed, params).fit(design, target)
+    return component_inference(
+        make_estimator(name, seed, params).fit(design, target), design, target
+    )
+
+
+def component_inference(estimator, design: pd.DataFrame, target: np.ndarray) -> BreslowInference:
+    """The delta-method terms of a fitted `PenalizedCox` on the rows it was fitted on."""
     return fit_breslow_inference(
         design.to_numpy(),
         target["event"],
@@ -241,11 +247,15 @@ def fit_endpoint_models(
         for pair in pairs
         if pair not in linear and (ensembles is None or ensembles[pair[0]] == pair[1])
     ]
+    full_of = dict(zip(pairs, fulls, strict=True))
     component_tasks = [
         (pair, target) for pair in linear if components for target in components[pair[0]]
     ]
+    # A component on the endpoint's own target (OS) is the full fit itself: no second tuning.
     fitted_components = Parallel(n_jobs=n_jobs)(
-        delayed(fit_component)(pair[1], seed, estimator_params.get(pair[1]), design, target)
+        delayed(component_inference)(full_of[pair].estimator, design, target)
+        if np.array_equal(target, targets[pair[0]])
+        else delayed(fit_component)(pair[1], seed, estimator_params.get(pair[1]), design, target)
         for pair, target in component_tasks
     )
     components_of: dict[tuple, list] = {}

@@ -132,7 +132,7 @@ def check_label(cohort: pd.DataFrame, label: str | None) -> str:
 
 def builtin_default_spec(data: str) -> CohortSpec | None:
     """The specification the built-in default (``--data synthetic[:N]``) is simulated from."""
-    return CohortSpec.load() if data == "synthetic" or data.startswith("synthetic:") else None
+    return CohortSpec.load() if is_built_in(data) else None
 
 
 def resolve_cohort(data: str, seed: int = 0, query: str | None = None) -> pd.DataFrame:

@@ -19,19 +19,21 @@ from training.validate import validate_cohort
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"
 EXAMPLE_PATIENTS = ("g1_gut_tace", "g2_pancreas_sirt", "g3_ki67_only_lung")
 
-# The issue's G3 patient: Ki-67 > 20 %, burden 20 %, gut primary, on a somatostatin analogue.
-G3_PATIENT = {
+# The issue's G3 patient: Ki-67 > 20 %, burden 20 %, gut primary, on a somatostatin analogue
+# (the other fields as in the `prognosis_patient` factory).
+G3_FIELDS = {
     "age_years": 60,
+    "who_grade": None,
     "ki67_percent": 30.0,
     "tumor_burden_percent": 20.0,
     "primary_site": "gut",
-    "prior_hepatic_treatment": False,
-    "extrahepatic_metastases": False,
-    "somatostatin_analog": True,
-    "biologic_therapy": False,
-    "cytotoxic_chemotherapy": False,
-    "planned_modality": "TACE",
 }
+
+
+@pytest.fixture(scope="module")
+def g3_patient(prognosis_patient):
+    return prognosis_patient(**G3_FIELDS)
+
 
 # Chen 2017's propensity-adjusted TARE (SIRT) vs TACE OS hazard ratio, 1.8 with p = 0.11:
 # its 95 % CI from the p-value, exp(ln 1.8 +- 1.96 ln 1.8 / z(0.945)).
@@ -104,21 +106,23 @@ def test_the_answer_says_which_uncertainty_its_intervals_carry(default_and_small
 
 
 def test_g3_median_os_under_every_modality_is_at_most_twice_the_same_patients_g2_median(
-    default_and_small,
+    default_and_small, g3_patient, prognosis_patient
 ):
     default, _, _ = default_and_small
-    as_g3 = default.prognosis(Patient(**G3_PATIENT))["os"]["modalities"]
-    as_g2 = default.prognosis(Patient(**{**G3_PATIENT, "ki67_percent": 10.0}))["os"]["modalities"]
+    as_g3 = default.prognosis(g3_patient)["os"]["modalities"]
+    as_g2 = default.prognosis(prognosis_patient(**{**G3_FIELDS, "ki67_percent": 10.0}))["os"][
+        "modalities"
+    ]
     for g3, g2 in zip(as_g3, as_g2, strict=True):
         assert g3["median_months"]["value"] is not None
         assert g3["median_months"]["value"] <= 2 * (g2["median_months"]["value"] or np.inf)
 
 
 def test_g3_sirt_vs_tace_rmst_interval_includes_what_the_published_hazard_ratio_allows(
-    default_and_small,
+    default_and_small, g3_patient
 ):
     default, _, _ = default_and_small
-    answer = default.prognosis(Patient(**G3_PATIENT))["os"]
+    answer = default.prognosis(g3_patient)["os"]
     tace = np.array([p["survival"] for p in answer["curve"]])
     months = MONTH_GRID[: RMST_HORIZON_MONTHS + 1]
     allowed = sorted(
@@ -132,20 +136,20 @@ def test_g3_sirt_vs_tace_rmst_interval_includes_what_the_published_hazard_ratio_
 
 
 def test_every_g3_modality_comparison_of_the_default_carries_a_support_warning(
-    default_and_small,
+    default_and_small, g3_patient
 ):
     default, sampling_only, _ = default_and_small
     warned = [
         w["modality"]
-        for w in default.prognosis(Patient(**G3_PATIENT))["warnings"]
+        for w in default.prognosis(g3_patient)["warnings"]
         if w["code"] == "modality_extrapolated"
     ]
     assert sorted(warned) == sorted(MODALITIES)
-    supports = [m["support"] for m in default.prognosis(Patient(**G3_PATIENT))["os"]["modalities"]]
+    supports = [m["support"] for m in default.prognosis(g3_patient)["os"]["modalities"]]
     assert all(s["source_patients"] < 10 for s in supports)
     assert all("very few real patients" in s["warning"] for s in supports)
     # A registry model is judged by its own training data only.
-    registry_supports = sampling_only.prognosis(Patient(**G3_PATIENT))["os"]["modalities"]
+    registry_supports = sampling_only.prognosis(g3_patient)["os"]["modalities"]
     assert all(m["support"]["source_patients"] is None for m in registry_supports)
 
 
