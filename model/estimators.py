@@ -31,8 +31,9 @@ RELAXED_RIDGE = 0.01
 dozen events, but it keeps a coefficient finite where a covariate level has no events."""
 
 MIN_SHRINKAGE_FACTOR = 0.9
-"""`relax="auto"` refits without penalty only where the heuristic shrinkage factor of the refit
-is at least this: Riley et al.'s (2019) criterion for a model that needs no shrinkage."""
+"""`relax="auto"` refits without penalty only where the heuristic shrinkage factor of the full
+unpenalised model is at least this: Riley et al.'s (2019) criterion for a model that needs no
+shrinkage."""
 
 _MAX_NAMED_COLUMNS = 5
 MANY_EVENTS = 5_000
@@ -304,13 +305,16 @@ class PenalizedCox(_CoxModel):
         biased towards zero, so intervals centred on them miss the truth; the refit's are not,
         and its information matrix gives their covariance (:mod:`model.cox_inference`). But on
         small cohorts the unshrunken refit over-fits (calibration slope below 1). "auto"
-        refits only where the refit's heuristic shrinkage factor ``(LR - df) / LR`` (van
-        Houwelingen and le Cessie 1990; LR the likelihood-ratio chi-square against the null
-        model, df the selected terms) reaches :data:`MIN_SHRINKAGE_FACTOR`, the sample-size
-        criterion of Riley et al. (2019) for a model that needs no shrinkage; elsewhere it
-        keeps the penalised coefficients. Cross-validated deviance cannot make this choice:
-        it rewards shrinkage whenever shrinkage predicts a little better, even on cohorts
-        large enough for the refit's bias-free centre (and honest intervals) to cost nothing.
+        refits every term, not only the selected ones, and only where that full model's
+        heuristic shrinkage factor ``(LR - df) / LR`` (van Houwelingen and le Cessie 1990; LR
+        the likelihood-ratio chi-square against the null model, df the number of terms)
+        reaches :data:`MIN_SHRINKAGE_FACTOR`, the sample-size criterion of Riley et al. (2019)
+        for a model that needs no shrinkage; elsewhere it keeps the penalised coefficients.
+        Refitting every term matters for the intervals: a term the elastic net dropped would
+        otherwise count as known to be zero (a modality contrast, say, with no width at all).
+        Cross-validated deviance cannot make this choice: it rewards shrinkage whenever
+        shrinkage predicts a little better, even on cohorts large enough for the refit's
+        bias-free centre (and honest intervals) to cost nothing.
         The training pipeline uses "auto".
 
     Attributes
@@ -327,13 +331,15 @@ class PenalizedCox(_CoxModel):
         training data.
 
     selected_ : ndarray of bool, shape = (n_features,)
-        Terms the elastic net kept at the chosen alpha (non-zero penalised coefficient).
+        Terms in the model: those the elastic net kept at the chosen alpha (non-zero penalised
+        coefficient), or every term after a refit with ``relax="auto"``.
 
     relaxed_ : bool
-        Whether ``coef_`` is the unpenalised refit of the selected terms.
+        Whether ``coef_`` is the unpenalised refit (of every term with "auto", of the selected
+        terms with ``relax=True``; `selected_` then says which).
 
     shrinkage_factor_ : float or None
-        With ``relax="auto"``, the relaxed refit's heuristic shrinkage factor.
+        With ``relax="auto"``, the heuristic shrinkage factor of the unpenalised full model.
 
     feature_means_ : ndarray, shape = (n_features,)
         Training means of the features, the reference point of ``coef_``-based explanations.
@@ -513,15 +519,7 @@ class PenalizedCox(_CoxModel):
         self.coef_ = coxnet.coef_[:, -1] / scaler.scale_
         self.selected_ = self.coef_ != 0
         self.shrinkage_factor_ = None
-        refit = (
-            fit_cox_coefficients(X[:, self.selected_], event, time, ridge=RELAXED_RIDGE)
-            if self.relax
-            else None
-        )
-        self.relaxed_ = self._relaxation(X[:, self.selected_], event, time, refit)
-        if self.relaxed_:
-            self.coef_ = np.zeros(X.shape[1])
-            self.coef_[self.selected_] = refit
+        self.relaxed_ = self._relax(X, event, time)
         self.feature_means_ = scaler.mean_.copy()
         self.baseline_ = BreslowEstimator().fit(self._linear_predictor(X), event, time)
         self.unique_times_ = self.baseline_.unique_times_
@@ -562,22 +560,38 @@ class PenalizedCox(_CoxModel):
             "relax": self.relaxed_,
         }
 
-    def _relaxation(self, X_selected, event, time, refit):
-        """Whether to keep `refit`, the unpenalised coefficients of the selected terms."""
+    def _relax(self, X, event, time):
+        """Replace the penalised coefficients by the unpenalised refit where `relax` says so.
+
+        ``relax=True`` refits the selected terms (glmnet's relaxed fit). ``relax="auto"`` refits
+        every term, and only where that full model's heuristic shrinkage factor reaches
+        :data:`MIN_SHRINKAGE_FACTOR`: then the cohort supports all terms without shrinkage,
+        and no term is dropped whose uncertainty the intervals would then leave out.
+        """
         if isinstance(self.relax, str):
             if self.relax != "auto":
                 raise InvalidEstimatorParameter(
                     f"`relax` must be True, False or 'auto', but got {self.relax!r}."
                 )
-            linear_predictor = np.column_stack([np.zeros(len(X_selected)), X_selected @ refit])
+            terms = np.ones(X.shape[1], dtype=bool)
+            refit = fit_cox_coefficients(X, event, time, ridge=RELAXED_RIDGE)
+            linear_predictor = np.column_stack([np.zeros(len(X)), X @ refit])
             null, fitted = _breslow_partial_log_likelihood(linear_predictor, event, time)
             chi_square = 2.0 * (fitted - null)
-            terms = refit.size
             self.shrinkage_factor_ = (
-                float((chi_square - terms) / chi_square) if chi_square > 0 else 0.0
+                float((chi_square - refit.size) / chi_square) if chi_square > 0 else 0.0
             )
-            return self.shrinkage_factor_ >= MIN_SHRINKAGE_FACTOR
-        return bool(self.relax)
+            if self.shrinkage_factor_ < MIN_SHRINKAGE_FACTOR:
+                return False
+        elif self.relax:
+            terms = self.selected_
+            refit = fit_cox_coefficients(X[:, terms], event, time, ridge=RELAXED_RIDGE)
+        else:
+            return False
+        self.selected_ = terms
+        self.coef_ = np.zeros(X.shape[1])
+        self.coef_[terms] = refit
+        return True
 
     def _linear_predictor(self, X):
         if self.relaxed_:

@@ -17,8 +17,11 @@ from sksurv.functions import StepFunction
 from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
+from model.cox_inference import fit_cox_coefficients
 from model.estimators import (
     ESTIMATORS,
+    MIN_SHRINKAGE_FACTOR,
+    RELAXED_RIDGE,
     BoostedCox,
     PenalizedCox,
     _breslow_partial_log_likelihood,
@@ -519,3 +522,31 @@ def test_the_breslow_partial_likelihood_equals_a_double_loop_on_tied_times():
         rtol=1e-10,
         atol=1e-9,
     )
+
+
+def test_auto_relaxation_refits_every_term_once_the_cohort_supports_them_all():
+    # Strong effects and six noise columns in 2,000 subjects: the full model's heuristic
+    # shrinkage factor is far above 0.9, so no term (not even the noise columns the lasso
+    # drops here) is left out of the unpenalised refit whose covariance the delta-method
+    # intervals use: a dropped term would count as known to be zero.
+    X, y = _simulate_cox_cohort(2000, np.array([0.8, -0.6, 0.5]), n_noise=6, seed=3)
+    assert not PenalizedCox(random_state=0).fit(X, y).selected_.all()
+    relaxed = PenalizedCox(random_state=0, relax="auto").fit(X, y)
+    full = fit_cox_coefficients(X.to_numpy(), y["event"], y["time"], ridge=RELAXED_RIDGE)
+
+    assert relaxed.relaxed_
+    assert relaxed.shrinkage_factor_ > 0.95
+    assert relaxed.selected_.all()
+    np.testing.assert_allclose(relaxed.coef_, full, rtol=1e-6, atol=1e-9)
+
+
+def test_auto_relaxation_keeps_the_penalised_fit_where_the_cohort_is_too_small():
+    # 60 subjects, weak effects, 10 terms: the shrinkage factor is far below 0.9.
+    X, y = _simulate_cox_cohort(60, np.array([0.3, -0.2]), n_noise=8, seed=4)
+    auto = PenalizedCox(random_state=0, relax="auto").fit(X, y)
+    penalised = PenalizedCox(random_state=0).fit(X, y)
+
+    assert not auto.relaxed_
+    assert auto.shrinkage_factor_ < MIN_SHRINKAGE_FACTOR
+    np.testing.assert_allclose(auto.coef_, penalised.coef_)
+    np.testing.assert_array_equal(auto.selected_, penalised.selected_)

@@ -308,3 +308,23 @@ def test_the_primary_model_is_chosen_by_the_mean_over_folds_not_the_pooled_c():
         for endpoint in ("hpfs", "os")
     }
     assert choose_primary(cv) == {"hpfs": "coxnet", "os": "coxnet"}
+
+
+def _folds_model(per_fold):
+    return {"harrell_c": float(np.mean(per_fold)), "folds": [{"harrell_c": c} for c in per_fold]}
+
+
+def test_boosting_is_primary_only_when_it_beats_cox_by_more_than_one_standard_error():
+    cox = _folds_model([0.70, 0.72, 0.74, 0.76, 0.78])
+    # Ahead by 0.01 on average, but the paired fold differences (+0.05, -0.03, ...) have a
+    # standard error of 0.016: within noise, so the Cox family (analytic intervals) stays.
+    noisy = _folds_model([0.75, 0.69, 0.77, 0.75, 0.81])
+    assert choose_primary({e: {"coxnet": cox, "xgboost": noisy} for e in ("hpfs", "os")}) == {
+        "hpfs": "coxnet",
+        "os": "coxnet",
+    }
+    # Ahead by 0.01 in every fold: the standard error is 0, so boosting wins.
+    steady = _folds_model([0.71, 0.73, 0.75, 0.77, 0.79])
+    assert choose_primary(
+        {"hpfs": {"coxnet": cox, "xgboost": steady}, "os": {"coxnet": cox, "xgboost": noisy}}
+    ) == {"hpfs": "xgboost", "os": "coxnet"}
