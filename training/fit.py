@@ -46,8 +46,8 @@ AT_RISK_MONTHS = tuple(range(0, 121, 12))
 DEFAULT_PRIMARY = {"hpfs": "coxnet", "os": "coxnet"}
 FAMILY_DEFAULTS: dict[str, dict] = {"coxnet": {"relax": "auto"}}
 """Constructor arguments every training fit of a family gets: the Cox family is the elastic
-net, relaxed (refitted unpenalised on its selected terms, the centre the delta-method intervals
-need) wherever the cohort is large enough not to need shrinkage (`PenalizedCox`'s `relax`)."""
+net, relaxed (every term refitted unpenalised, the centre the delta-method intervals need)
+wherever the cohort is large enough not to need shrinkage (`PenalizedCox`'s `relax`)."""
 
 
 def survival_target(cohort: pd.DataFrame, endpoint: str) -> np.ndarray:

@@ -169,7 +169,9 @@ def _building(bundle: ModelBundle) -> dict[str, Any]:
             "rounds chosen by early stopping (BoostedCox)",
         },
         "primary": dict(bundle.primary),
-        "primary_choice": "per endpoint, the family with the higher Harrell C, mean over the folds",
+        "primary_choice": "per endpoint, the Cox family unless the boosted family's Harrell C "
+        "(mean over the folds) is higher by more than one standard error of the paired fold "
+        "difference",
         "cv_folds": metadata.get("cv_folds"),
         "n_bootstrap": metadata["n_bootstrap"],
         "seed": metadata["seed"],

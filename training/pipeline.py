@@ -543,7 +543,8 @@ class _Steps:
 def _notes(primary: dict, holdout: dict, loco: dict | None) -> list[str]:
     notes = [
         f"Primary model: {primary['hpfs']} for HPFS, {primary['os']} for OS "
-        "(higher Harrell C, mean over the cross-validation folds).",
+        "(the Cox family unless boosting's Harrell C, mean over the cross-validation folds, is "
+        "higher by more than one standard error).",
         f"{holdout['n_patients']} patients ({holdout['fraction']:.0%}, rule: {HOLDOUT_RULE}) "
         "were held out before any fitting; the registered models were fitted on the other "
         f"{holdout['n_development']}. Cross-validation ran on those {holdout['n_development']}.",
