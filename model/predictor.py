@@ -34,12 +34,15 @@ from model.modality import (
     summarise_curves,
 )
 from model.schema import (
+    BURDEN_COLUMN,
     ENDPOINTS,
     FEATURE_NAMES,
+    FIELDS,
+    GRADE_COLUMN,
+    KI67_GRADES,
     MODALITIES,
     SCHEMA_VERSION,
     Patient,
-    burden_categories,
     encode,
     grade_from_ki67,
     patients_frame,
@@ -53,7 +56,7 @@ __all__ = [
     "Predictor",
 ]
 
-DEFAULT_MODALITY = "TACE"
+DEFAULT_MODALITY = str(FIELDS["planned_modality"].reference)
 """Modality a prognosis is shown for when none is planned: the reference level of the models."""
 
 DISAGREEMENT_RATIO = 1.5
@@ -472,8 +475,8 @@ class Predictor:
         stacked = frame.iloc[np.tile(np.arange(n_patients), len(MODALITIES))].reset_index(drop=True)
         modality = pd.Series(np.repeat(MODALITIES, n_patients), index=stacked.index)
         design = encode(stacked, modality).to_numpy().reshape(len(MODALITIES), n_patients, -1)
-        grades = frame["who_grade"].to_numpy()
-        burdens = burden_categories(frame["tumor_burden_percent"])
+        grades = frame[GRADE_COLUMN].to_numpy()
+        burdens = frame[BURDEN_COLUMN].to_numpy()
         support = self.support.evaluate(design[0], grades, burdens)
         arrays = {e: p.compute(design, planned) for e, p in self.endpoints.items()}
         return [
@@ -521,7 +524,8 @@ class Predictor:
         return out
 
     def _prognosis_dict(self, patient, i, planned_name, arrays, support, months_since) -> dict:
-        labels = field_labels(patient, planned_name)
+        grade, burden = str(support.grades[i]), str(support.burden_categories[i])
+        labels = field_labels(patient, planned_name, grade, burden)
         endpoints = {
             e: self._endpoint_dict(e, arrays, support, i, labels, months_since) for e in ENDPOINTS
         }
@@ -530,9 +534,9 @@ class Predictor:
             **endpoints,
             "hepatic_progression": self._incidence_dict(arrays["hpfs"], i),
             "patient_summary": {
-                "who_grade": patient.grade,
+                "who_grade": grade,
                 "grade_source": "who_grade" if patient.who_grade is not None else "ki67_percent",
-                "burden_category": patient.burden_category,
+                "burden_category": burden,
                 "modality": planned_name,
                 "planned_modality_given": patient.planned_modality is not None,
             },
@@ -587,7 +591,7 @@ class Predictor:
                     "are compared under `modalities`.",
                 )
             )
-        warnings.extend(_grade_warnings(patient))
+        warnings.extend(_grade_warnings(patient, str(support.grades[i])))
         for m, name in enumerate(MODALITIES):
             if support.extrapolation[i, m]:
                 role = "the planned modality" if name == planned_name else "a comparison"
@@ -687,13 +691,13 @@ def _support_message(support: SupportTable, i: int, m: int) -> str:
     )
 
 
-def _grade_warnings(patient: Patient) -> list[dict]:
+def _grade_warnings(patient: Patient, grade: str) -> list[dict]:
     if patient.who_grade is None:
         return [
             _warning(
                 "grade_derived_from_ki67",
-                f"WHO grade was not given: {patient.grade} was derived from Ki-67 "
-                f"{patient.ki67_percent:g} % (WHO 2010: <3 % G1, 3–20 % G2, >20 % G3).",
+                f"WHO grade was not given: {grade} was derived from Ki-67 "
+                f"{patient.ki67_percent:g} % (WHO 2010: {KI67_GRADES.rule(' %', '–')}).",
             )
         ]
     if patient.ki67_percent is not None:

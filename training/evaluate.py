@@ -32,13 +32,14 @@ from sksurv.nonparametric import CensoringDistributionEstimator, kaplan_meier_es
 from sksurv.util import check_y_survival
 
 from model.schema import (
-    BOOLEAN_FIELDS,
     BURDEN_CATEGORIES,
+    DESIGN_COLUMNS,
     FEATURE_NAMES,
     FEATURE_SOURCES,
     GRADES,
     MODALITIES,
     TRUTH_PREFIX,
+    DesignColumn,
     burden_categories,
     effective_grades,
     encode,
@@ -114,29 +115,6 @@ _SURVIVAL_CLIP = (1e-12, 1.0 - 1e-12)
 # than left to fail the Newton-Raphson fit.
 _MIN_COLUMN_VARIANCE = 1e-4
 _MODALITY_FREE_COLUMNS = tuple(n for n in FEATURE_NAMES if FEATURE_SOURCES[n] != "modality")
-
-_FACTOR_LABELS = {
-    "grade_G2": ("WHO grade", "G2", "G1"),
-    "grade_G3": ("WHO grade", "G3", "G1"),
-    **{
-        f"{m}_in_{g}": (f"modality within grade {g[1]}", m, MODALITIES[0])
-        for g in GRADES
-        for m in MODALITIES[1:]
-    },
-    "site_gut": ("tumour type", "gut", "pancreatic"),
-    "site_lung": ("tumour type", "bronchial", "pancreatic"),
-    "site_other": ("tumour type", "other", "pancreatic"),
-    "burden_25_50": ("tumour burden", "25-50%", "<25%"),
-    "burden_50_75": ("tumour burden", "50-75%", "<25%"),
-    "burden_gt_75": ("tumour burden", ">75%", "<25%"),
-    "prior_hepatic_treatment": ("prior hepatic resection or ablation", "yes", "no"),
-    "extrahepatic_metastases": ("extrahepatic metastases", "yes", "no"),
-    "somatostatin_analog": ("systemic therapy", "octreotide", "no octreotide"),
-    "biologic_therapy": ("systemic therapy", "biologic", "no biologic"),
-    "cytotoxic_chemotherapy": ("systemic therapy", "cytotoxic", "no cytotoxic"),
-    "age_decades_from_60": ("age", "per decade", "60 years"),
-}
-
 
 # --------------------------------------------------------------------------------------------
 # Input checks and small survival helpers
@@ -845,14 +823,12 @@ def _cox_summary(design: pd.DataFrame, outcome: pd.DataFrame) -> pd.DataFrame:
     return result
 
 
-def _univariate_groups() -> list[tuple[list[str], str | None]]:
-    """The columns fitted together in each univariate model, and the grade they are fitted in."""
-    groups: list[tuple[list[str], str | None]] = [(["grade_G2", "grade_G3"], None)]
-    groups += [([f"{m}_in_{g}" for m in MODALITIES[1:]], g) for g in GRADES]
-    groups.append((["site_gut", "site_lung", "site_other"], None))
-    groups.append((["burden_25_50", "burden_50_75", "burden_gt_75"], None))
-    groups += [([name], None) for name in (*BOOLEAN_FIELDS, "age_decades_from_60")]
-    return groups
+def _univariate_groups() -> list[list[DesignColumn]]:
+    """The columns fitted together in each univariate model: one field's, within one grade."""
+    groups: dict[tuple[str, str | None], list[DesignColumn]] = {}
+    for column in DESIGN_COLUMNS:
+        groups.setdefault((column.source, column.within), []).append(column)
+    return list(groups.values())
 
 
 def hazard_ratio_table(
@@ -879,18 +855,20 @@ def hazard_ratio_table(
     multivariate = _cox_summary(design, outcome)
     published = _published_hazard_ratios(endpoint, spec)
     rows = []
-    for columns, grade in _univariate_groups():
+    for group in _univariate_groups():
+        grade = group[0].within
+        names = [column.name for column in group]
         rows_in = (grades == grade).to_numpy() if grade else np.ones(len(cohort), dtype=bool)
-        univariate = _cox_summary(design.loc[rows_in, columns], outcome.loc[rows_in])
-        for name in columns:
-            factor, level, reference = _FACTOR_LABELS[name]
-            is_age = name == "age_decades_from_60"
+        univariate = _cox_summary(design.loc[rows_in, names], outcome.loc[rows_in])
+        for column in group:
+            name = column.name
+            is_age = column.source == "age_years"
             rows.append(
                 {
                     "feature": name,
-                    "factor": factor,
-                    "level": level,
-                    "reference": reference,
+                    "factor": column.factor,
+                    "level": column.level,
+                    "reference": column.reference,
                     "n_level": int(len(cohort) if is_age else design[name].sum()),
                     **{f"univariate_{k}": float(v) for k, v in univariate.loc[name].items()},
                     **{f"multivariate_{k}": float(v) for k, v in multivariate.loc[name].items()},

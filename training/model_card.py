@@ -18,7 +18,19 @@ import pandas as pd
 from sksurv.nonparametric import kaplan_meier_estimator
 
 from model.bundle import ModelBundle
-from model.schema import ENDPOINTS, FEATURE_NAMES, FEATURE_SOURCES, TRUTH_PREFIX, Patient
+from model.schema import (
+    AGE_REFERENCE_YEARS,
+    BOOLEAN_FIELDS,
+    ENDPOINTS,
+    FEATURE_NAMES,
+    FEATURE_SOURCES,
+    FIELDS,
+    KI67_GRADES,
+    MODALITIES,
+    TRUTH_PREFIX,
+    Patient,
+    unit_of,
+)
 from training import evaluate
 
 __all__ = [
@@ -27,6 +39,7 @@ __all__ = [
     "LIMITATIONS",
     "OUTCOME_DEFINITIONS",
     "build_model_card",
+    "predictor_handling",
     "render_markdown",
     "write_model_card",
 ]
@@ -70,14 +83,37 @@ LIMITATIONS = [
     "Validation is internal (held-out patients, cross-validation, leave one centre out); an "
     "external validation in the deploying institution is needed before clinical use.",
 ]
-_HANDLING = {
-    "who_grade": "WHO 2010 grade, G1 reference; derived from Ki-67 (<3 G1, 3-20 G2, >20 G3) "
-    "where the grade is missing",
-    "modality": "the modality received, within grade (TAE or SIRT vs TACE in each grade)",
-    "primary_site": "indicator per site, pancreas reference",
-    "tumor_burden_percent": "categorised <25 (reference), 25-50, 50-75, >75 % of liver volume",
-    "age_years": "(age - 60) / 10: per decade from 60 years, linear",
-}
+
+
+def predictor_handling(source: str) -> str:
+    """How the design matrix encodes one cohort column, in words (TRIPOD+AI item 8).
+
+    Parameters
+    ----------
+    source : str
+        A value of :data:`model.schema.FEATURE_SOURCES` (`modality` for the modality columns).
+    """
+    if source in BOOLEAN_FIELDS:
+        return "yes = 1, no = 0"
+    if source == "modality":
+        reference = str(FIELDS["planned_modality"].reference)
+        others = " or ".join(m for m in MODALITIES if m != reference)
+        return f"the modality received, within grade ({others} vs {reference} in each grade)"
+    if source == "age_years":
+        return (
+            f"(age - {AGE_REFERENCE_YEARS:g}) / 10: per decade from {AGE_REFERENCE_YEARS:g} "
+            "years, linear"
+        )
+    meta = FIELDS[source]
+    if source == "who_grade":
+        return (
+            f"WHO 2010 grade, {meta.reference} reference; derived from Ki-67 "
+            f"({KI67_GRADES.rule()}) where the grade is missing"
+        )
+    if meta.bands is not None:
+        levels = [f"{c} (reference)" if c == meta.reference else c for c in meta.bands.levels]
+        return f"categorised {', '.join(levels)} {unit_of(source)}"
+    return f"indicator per {source.split('_')[-1]}, {meta.reference} reference"
 
 
 def _dates(cohort: pd.DataFrame) -> dict[str, Any]:
@@ -129,7 +165,7 @@ def _predictors() -> list[dict[str, str]]:
             {
                 "column": name,
                 "from": source,
-                "handling": _HANDLING.get(source, "yes = 1, no = 0"),
+                "handling": predictor_handling(source),
             }
         )
     return rows
