@@ -7,7 +7,6 @@ import json
 from datetime import date
 
 import attrs
-from _bentoml_sdk.service.factory import Service
 from pydantic import BaseModel
 
 from serving.cds_hooks import (
@@ -33,6 +32,7 @@ from serving.schemas import (
     OperationOutcome,
 )
 from serving.security import PROTECTED_PREFIXES
+from store.bentoml_compat import Service
 
 __all__ = ["ERROR_RESPONSES", "NetPrognosisService"]
 

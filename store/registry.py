@@ -17,11 +17,10 @@ from pathlib import Path
 import bentoml
 import joblib
 import pandas as pd
-from bentoml._internal.configuration.containers import BentoMLContainer
-from bentoml._internal.models.model import ModelStore
 
 from model.bundle import ModelBundle
-from training.exceptions import BundleIntegrityError, RegistryError
+from store.bentoml_compat import bentoml_home, create_model_in, model_store_at, model_store_dir
+from store.exceptions import BundleIntegrityError, RegistryError
 
 MODEL_NAME = "netprog-bundle"
 BUNDLE_FILE = "bundle.joblib"
@@ -68,11 +67,11 @@ def save_bundle(
     try:
         with (
             _temporary_files_in(temporary),
-            bentoml.models.create(
+            create_model_in(
+                model_store_at(store),
                 MODEL_NAME,
                 labels=labels,
                 metadata=_store_metadata(bundle.metadata),
-                _model_store=ModelStore(store),
             ) as model,
         ):
             bundle.metadata["tag"] = str(model.tag)
@@ -117,14 +116,10 @@ def _store_metadata(value):
     return value
 
 
-def _model_store_dir() -> Path:
-    return Path(BentoMLContainer.model_store_dir.get())
-
-
 def _staging_root() -> Path:
     # Beside the model store, not in it (BentoML would list it as a model), and on the same
     # file system, so that the final rename is atomic.
-    return _model_store_dir().parent / STAGING_DIR
+    return model_store_dir().parent / STAGING_DIR
 
 
 def _remove_abandoned_staging() -> None:
@@ -154,7 +149,7 @@ def _process_exists(pid: int) -> bool:
 
 def _commit(staged_store: Path, tag) -> None:
     """Move the staged model into the store by one rename, then point `latest` at it."""
-    target = _model_store_dir() / MODEL_NAME / tag.version
+    target = model_store_dir() / MODEL_NAME / tag.version
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(staged_store / MODEL_NAME / tag.version, target)
     _write_atomically(target.parent / "latest", tag.version)
@@ -232,7 +227,7 @@ def list_models() -> list[bentoml.Model]:
 
 def store_home() -> Path:
     """The BentoML home folder holding the model store and the production pointer."""
-    return Path(BentoMLContainer.bentoml_home.get())
+    return bentoml_home()
 
 
 def _pointer_path() -> Path:

@@ -20,7 +20,8 @@ from model.bundle import MONTH_GRID, CurveModel, EndpointModel, ModelBundle
 from model.cox_inference import CoxCurves
 from model.estimators import ESTIMATORS
 from model.schema import ENDPOINTS, TRUTH_PREFIX, encode
-from training import evaluate, registry
+from store import registry
+from training import evaluate
 from training.exceptions import CohortLabelError, CohortValidationError, EvaluationInputError
 from training.fit import (
     component_targets,

@@ -41,7 +41,7 @@ from serving.audit import AuditLog, verify
 from serving.settings import Settings
 from tests.reliability.conftest import AUTH
 from tests.served import served
-from training import registry
+from store import registry
 from training.synthetic import simulate_cohort
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -133,7 +133,7 @@ patients = patient_fields().map(lambda fields: Patient(**fields))
 def predictor(reliability_model_tag):
     """The predictor of the suite's registered bundle (600 synthetic patients, 5 bootstraps)."""
     from model.predictor import Predictor
-    from training import registry
+    from store import registry
 
     return Predictor(registry.load_bundle(reliability_model_tag))
 

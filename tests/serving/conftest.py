@@ -114,7 +114,7 @@ def model_tag(fixture_bundle) -> Iterator[str]:
     """
     import bentoml
 
-    from training import registry
+    from store import registry
 
     tag = registry.save_bundle(fixture_bundle)
     yield tag

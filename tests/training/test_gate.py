@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from model.schema import OUTCOME_COLUMNS
 from tests.training.store import store_restored_afterwards
-from training import gate, registry
+from store import registry
+from training import gate
 from training.cli import main
 from training.exceptions import RegistryError
 from training.gate import EvaluationSet, _unseen_by

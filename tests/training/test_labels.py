@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from model.schema import TRUTH_PREFIX
 from tests.training.store import tree_digest
-from training import registry
+from store import registry
 from training.cli import main
 from training.exceptions import CohortLabelError
 from training.pipeline import declared_label, resolve_cohort, train

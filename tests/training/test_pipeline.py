@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from model.bundle import MONTH_GRID
-from training import pipeline, registry
+from store import registry
+from training import pipeline
 from training.cli import main
 from training.evaluate import harrell_c, oracle_risk, oracle_survival
 from training.exceptions import BundleIntegrityError, RegistryError
