@@ -18,6 +18,7 @@ import pandas as pd
 from sksurv.nonparametric import kaplan_meier_estimator
 
 from model.bundle import ModelBundle
+from model.intended_use import INTENDED_USE, LIMITATIONS
 from model.schema import (
     AGE_REFERENCE_YEARS,
     BOOLEAN_FIELDS,
@@ -44,14 +45,6 @@ __all__ = [
     "write_model_card",
 ]
 
-INTENDED_USE = (
-    "Decision support for a multidisciplinary tumour board considering liver-directed "
-    "embolotherapy (TACE, TAE or SIRT) for an adult with liver metastases of a neuroendocrine "
-    "tumour: expected hepatic progression-free survival (HPFS: hepatic progression or death, "
-    "whichever comes first) and overall survival (OS) with their uncertainty, the cumulative "
-    "incidence of hepatic progression (death as a competing event), the factors that move "
-    "them, and an observational comparison of the three modalities."
-)
 ELIGIBILITY = [
     "Adults (18-100 years) with liver metastases of a neuroendocrine tumour treated with "
     "TACE, TAE or SIRT, as recorded in the source registry.",
@@ -69,20 +62,6 @@ OUTCOME_DEFINITIONS = {
     "os": "Overall survival: months from the embolotherapy to death from any cause (event, "
     "os_event = 1); censored (0) at loss to follow-up or database closure.",
 }
-LIMITATIONS = [
-    "The modality comparison comes from non-randomised treatment choices, adjusted only for "
-    "the recorded factors; it is not a causal effect.",
-    "Survival beyond the training cohort's adequate follow-up is extrapolation.",
-    "Intervals are delta-method intervals of a Cox model (log-log scale) - refitted without "
-    "penalty where the cohort is large enough not to need shrinkage, otherwise centred on the "
-    "penalised, slightly shrunken estimate - or bootstrap percentile intervals where the "
-    "boosted model is primary; they leave out unrecorded factors and differences between "
-    "centres.",
-    "1 - HPFS is not the chance of hepatic progression, because HPFS also ends at death: that "
-    "chance is the cumulative incidence of hepatic progression (death as a competing event).",
-    "Validation is internal (held-out patients, cross-validation, leave one centre out); an "
-    "external validation in the deploying institution is needed before clinical use.",
-]
 
 
 def predictor_handling(source: str) -> str:
