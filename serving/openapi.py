@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 import attrs
 from pydantic import BaseModel
@@ -246,7 +248,7 @@ def _response(description: str, media: dict[str, tuple[str | tuple[str, ...], ob
     return {"description": description, "content": content}
 
 
-def _responses(errors: dict[str, tuple[str, dict]]) -> dict[str, dict]:
+def _responses(errors: Mapping[str, tuple[str, Any]]) -> dict[str, dict]:
     return {code: _response(*answer) for code, answer in errors.items()}
 
 

@@ -56,8 +56,8 @@ EXAMPLE_PATIENT = {
     "cytotoxic_chemotherapy": False,
     "planned_modality": "SIRT",
 }
-EXAMPLE_REQUEST = {"patient": EXAMPLE_PATIENT}
-EXAMPLE_BATCH_REQUEST = {
+EXAMPLE_REQUEST: dict[str, Any] = {"patient": EXAMPLE_PATIENT}
+EXAMPLE_BATCH_REQUEST: dict[str, Any] = {
     "patients": [
         EXAMPLE_PATIENT,
         {

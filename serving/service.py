@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from typing import cast
 
 import bentoml
 from fastapi import FastAPI
@@ -38,6 +39,7 @@ from serving.schemas import (
 from serving.security import RequestGuard, install_log_redaction
 from serving.settings import load_settings
 from serving.web import web_app
+from store.bentoml_compat import Service
 
 __all__ = [
     "BUNDLE_TAG",
@@ -83,7 +85,8 @@ class NetPrognosis:
     synthetic data and are not for clinical use; every answer says what trained its model.
     """
 
-    bundle_ref = RegisteredBundle(BUNDLE_TAG)
+    # mypy's attrs plugin cannot see the fields of BentoML's (untyped) BentoModel.
+    bundle_ref = RegisteredBundle(BUNDLE_TAG)  # type: ignore[call-arg]
 
     @bentoml.on_deployment
     def check_model() -> None:
@@ -161,6 +164,10 @@ class NetPrognosis:
         return self.card
 
 
+SERVICE = cast(Service, NetPrognosis)
+"""The BentoML service `@bentoml.service` made of the class (a type checker sees the class)."""
+
+
 def _status(ctx: bentoml.Context, response: JSONResponse) -> JSONResponse:
     """`response`, its status also set on BentoML's context (which its metrics read)."""
     ctx.response.status_code = response.status_code
@@ -168,19 +175,19 @@ def _status(ctx: bentoml.Context, response: JSONResponse) -> JSONResponse:
 
 
 if _SETTINGS.cors_allow_origins:
-    NetPrognosis.add_asgi_middleware(
+    SERVICE.add_asgi_middleware(
         CORSMiddleware,
         allow_origins=list(_SETTINGS.cors_allow_origins),
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"],
     )
-NetPrognosis.add_asgi_middleware(RequestGuard, json_routes=(ROUTE_PROGNOSIS, ROUTE_BATCH))
-NetPrognosis.add_asgi_middleware(JsonRoutingErrors)
+SERVICE.add_asgi_middleware(RequestGuard, json_routes=(ROUTE_PROGNOSIS, ROUTE_BATCH))
+SERVICE.add_asgi_middleware(JsonRoutingErrors)
 # The clinician form at `/`: BentoML tries the API and system routes before mounted apps and
 # hands a mounted app only the paths its own routes match (`/` and `/web/...`), so nothing
 # else is shadowed; it replaces BentoML's own index page.
-NetPrognosis.mount_asgi_app(web_app, path="/", name="clinician-form")
+SERVICE.mount_asgi_app(web_app, path="/", name="clinician-form")
 # EHR integration: POST /v1/fhir/prognosis and the CDS Hooks routes under /cds-services; like
 # the form, each matches only its own routes.
-NetPrognosis.mount_asgi_app(fhir_app, path="/v1", name="fhir")
-NetPrognosis.mount_asgi_app(cds_app, path="/", name="cds-hooks")
+SERVICE.mount_asgi_app(fhir_app, path="/v1", name="fhir")
+SERVICE.mount_asgi_app(cds_app, path="/", name="cds-hooks")

@@ -49,7 +49,7 @@ TimeoutMiddleware = traffic.TimeoutMiddleware
 `_set_timer_out(waiter)` failing the waiter with TimeoutError."""
 
 
-def install_timeout_middleware(middleware: type) -> None:
+def install_timeout_middleware(middleware: type[traffic.TimeoutMiddleware]) -> None:
     """Make BentoML build `middleware` wherever it builds its own timeout middleware.
 
     BentoML looks the class up by name in its traffic module each time it makes a worker's

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import bentoml
 import joblib
@@ -180,7 +181,7 @@ def model_card_paths(tag: str) -> tuple[Path, Path]:
 def verify(model: bentoml.Model) -> None:
     """Check every artifact's SHA-256 against the one recorded at training time."""
     recorded = model.info.metadata.get("artifact_sha256")
-    if not recorded or BUNDLE_FILE not in recorded:
+    if not isinstance(recorded, dict) or BUNDLE_FILE not in recorded:
         raise BundleIntegrityError(
             f"model {model.tag} has no artifact checksums; retrain it with `netprog train`"
         )
@@ -312,7 +313,12 @@ def set_production(
                 f"production must still be {expected_production} for this promotion, but it "
                 f"moved to {pointer['production']} meanwhile; run the promotion again"
             )
-        entry = {"tag": str(model.tag), "at": _now(), "action": "promote", "reason": reason}
+        entry: dict[str, Any] = {
+            "tag": str(model.tag),
+            "at": _now(),
+            "action": "promote",
+            "reason": reason,
+        }
         if gate is not None:
             entry["gate"] = gate
         _write_pointer(

@@ -475,4 +475,3 @@ def list_models() -> None:
             f"{mark} {model.tag}  {model.info.labels.get('trained_on', '?'):9}  "
             f"{model.info.creation_time:%Y-%m-%d %H:%M}"
         )
-

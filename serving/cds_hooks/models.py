@@ -90,16 +90,19 @@ class CdsSearchBundle(BaseModel):
     entry: list[CdsSearchEntry] | None = None
 
 
-_Prefetched = Annotated[
+_Prefetched: Any = Annotated[
     CdsSearchBundle | CdsPrefetchedResource | None,
     Field(description="A resource or a search Bundle; absent or null: the EHR could not fetch it."),
 ]
-CdsPrefetch = create_model(
+_PREFETCH_FIELDS: dict[str, Any] = dict.fromkeys(PREFETCH_KEYS, (_Prefetched, None))
+CdsPrefetch: Any = create_model(
     "CdsPrefetch",
     __config__=ConfigDict(extra="allow"),
     __doc__="The prefetched data, one member per prefetch key of the discovery document.",
-    **dict.fromkeys(PREFETCH_KEYS, (_Prefetched, None)),
+    **_PREFETCH_FIELDS,
 )
+"""A model made from `PREFETCH_KEYS` (so the keys are written once): typed `Any`, as a type
+checker cannot read fields made at run time."""
 
 
 class CdsPatientViewContext(BaseModel):
@@ -125,7 +128,7 @@ class CdsPatientViewRequest(BaseModel):
     hook: Literal["patient-view"]
     hookInstance: Annotated[str, Field(min_length=1)]
     context: CdsPatientViewContext
-    prefetch: CdsPrefetch | None = None  # type: ignore[valid-type]
+    prefetch: CdsPrefetch | None = None
 
 
 class CdsOrderSelectRequest(CdsPatientViewRequest):

@@ -55,7 +55,9 @@ def parse_hook_request(service_id: str, body: object) -> HookRequest:
     if not isinstance(instance, str) or not instance:
         raise CdsRequestError("`hookInstance` (a UUID string) is required")
     context = body.get("context")
-    patient_id = context.get("patientId") if isinstance(context, dict) else None
+    if not isinstance(context, dict):
+        context = {}
+    patient_id = context.get("patientId")
     if not isinstance(patient_id, str) or not FHIR_ID.match(patient_id):
         raise CdsRequestError("`context.patientId` (a FHIR id) is required")
     prefetch = body.get("prefetch")
@@ -63,19 +65,21 @@ def parse_hook_request(service_id: str, body: object) -> HookRequest:
         prefetch = {}
     elif not isinstance(prefetch, dict):
         raise CdsRequestError("`prefetch` must be an object of prefetch keys")
-    selections: tuple[str, ...] = ()
-    draft_orders = None
-    if hook == "order-select":
-        chosen = context.get("selections")
-        draft_orders = context.get("draftOrders")
-        if not (isinstance(chosen, list) and chosen and all(isinstance(s, str) for s in chosen)):
-            raise CdsRequestError(
-                "order-select: `context.selections` (a list of references) is required"
-            )
-        selections = tuple(chosen)
-        if not isinstance(draft_orders, dict) or draft_orders.get("resourceType") != "Bundle":
-            raise CdsRequestError("order-select: `context.draftOrders` (a Bundle) is required")
+    selections, draft_orders = _order_context(context) if hook == "order-select" else ((), None)
     return HookRequest(service_id, hook, instance, patient_id, prefetch, selections, draft_orders)
+
+
+def _order_context(context: Mapping[str, Any]) -> tuple[tuple[str, ...], dict]:
+    """The selections and draft orders of an order-select context, checked."""
+    chosen = context.get("selections")
+    draft_orders = context.get("draftOrders")
+    if not (isinstance(chosen, list) and chosen and all(isinstance(s, str) for s in chosen)):
+        raise CdsRequestError(
+            "order-select: `context.selections` (a list of references) is required"
+        )
+    if not isinstance(draft_orders, dict) or draft_orders.get("resourceType") != "Bundle":
+        raise CdsRequestError("order-select: `context.draftOrders` (a Bundle) is required")
+    return tuple(chosen), draft_orders
 
 
 def prefetch_resources(request: HookRequest) -> tuple[list[FhirResource], list[str]]:

@@ -195,7 +195,7 @@ class FhirMapping:
 
     def rows(self) -> list[dict]:
         """Every code of the table, one row each: what it supplies, from which resource."""
-        rows = []
+        rows: list[dict] = []
 
         def add(supplies: str, resource: str, concept: Concept) -> None:
             rows.extend(

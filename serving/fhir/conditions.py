@@ -68,7 +68,7 @@ def _diagnosis_match(
 
 
 def _primary_site(run: MappingRun, diagnoses: list[tuple[FhirResource, ConceptMatch]]) -> None:
-    sites = {}
+    sites: dict[str, Found] = {}
     for condition, _ in diagnoses:
         found = _site_of(run, condition)
         if found is not None:

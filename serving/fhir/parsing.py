@@ -249,7 +249,7 @@ def _issue(code: str, name: str, where: str, must: str, element: str | None = No
 
 
 def _element(loc: Sequence[Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for part in loc:
         if isinstance(part, int) and parts:
             parts[-1] += f"[{part}]"

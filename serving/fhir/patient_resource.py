@@ -25,7 +25,7 @@ def read_patient(run: MappingRun, reference_date: date) -> None:
                 expression="Patient.birthDate",
             )
         )
-    else:
+    elif patient is not None:
         born, partial = _birth_date(birth)
         provenance = {
             "source": "derived",
@@ -38,7 +38,7 @@ def read_patient(run: MappingRun, reference_date: date) -> None:
             provenance["note"] = "birthDate is partial: taken at the middle of its period"
         run.set("age_years", _completed_years(born, reference_date), provenance)
     gender = getattr(patient.model, "gender", None) if patient else None
-    if gender in ("female", "male"):
+    if patient is not None and gender in ("female", "male"):
         run.set("sex", gender, {"source": "resource", **patient.reference("gender")})
     else:
         run.set("sex", None, {"source": "absent", "note": "Patient.gender is not male or female"})

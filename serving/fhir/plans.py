@@ -22,7 +22,11 @@ _PLANNED_REQUEST_STATUSES = ("draft", "active")
 _PLANNED_REQUEST_INTENTS = REQUIRED_BINDINGS["ServiceRequest", "intent"][:-1]
 
 
-def read_planned_modality(run: MappingRun) -> tuple[str, FhirResource, date | None] | None:
+Plan = tuple[str | None, FhirResource, date | None]
+"""The planned modality (None: an embolization of unknown modality), its resource and date."""
+
+
+def read_planned_modality(run: MappingRun) -> Plan | None:
     plans: dict[str, tuple[FhirResource, ConceptMatch]] = {}
     unspecified = None
     for resource in run.planned_candidates:
@@ -82,7 +86,7 @@ def _conflicting_plans(run: MappingRun, resources: list[FhirResource]) -> None:
     )
 
 
-def reference_date(run: MappingRun, planned) -> date:
+def reference_date(run: MappingRun, planned: Plan | None) -> date:
     if planned is not None and planned[2] is not None:
         resource = planned[1]
         element = "performed[x]" if resource.resource_type == "Procedure" else "occurrence[x]"

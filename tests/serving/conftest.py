@@ -28,6 +28,7 @@ SETTING_NAMES = (
 )
 FIXTURE_PATIENTS, FIXTURE_SEED, FIXTURE_BOOTSTRAP = 600, 11, 5
 
+
 def example(name: str) -> dict:
     """A request body from data/examples/."""
     return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
