@@ -41,6 +41,7 @@ __all__ = [
     "OUTCOME_DEFINITIONS",
     "build_model_card",
     "predictor_handling",
+    "predictors_table",
     "render_markdown",
     "write_model_card",
 ]
@@ -136,7 +137,8 @@ def _data_section(bundle: ModelBundle, cohort: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _predictors() -> list[dict[str, str]]:
+def predictors_table() -> list[dict[str, str]]:
+    """The model card's predictors (TRIPOD+AI item 8): design column, source, handling."""
     rows = []
     for name in FEATURE_NAMES:
         source = FEATURE_SOURCES[name]
@@ -255,7 +257,7 @@ def build_model_card(
             "data": _data_section(bundle, cohort),
             "eligibility": ELIGIBILITY,
             "outcomes": OUTCOME_DEFINITIONS,
-            "predictors": _predictors(),
+            "predictors": predictors_table(),
             "sample_size": _sample_size(bundle),
             "missing_data": _missing(cohort),
             "model_building": _building(bundle),
