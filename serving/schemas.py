@@ -24,7 +24,7 @@ from typing_extensions import is_typeddict
 
 from model import prognosis_shape as shape
 from model.bundle import MONTH_GRID
-from model.schema import NOT_A_BOOLEAN, Patient
+from model.schema import NOT_A_BOOLEAN, Patient, example_patients
 from serving.settings import load_settings
 
 __all__ = [
@@ -49,39 +49,10 @@ MAX_BATCH = load_settings().max_batch
 
 _EXAMPLES = Path(__file__).with_name("examples")
 
-EXAMPLE_PATIENT = {
-    "age_years": 64,
-    "sex": "male",
-    "who_grade": "G2",
-    "ki67_percent": 8,
-    "tumor_burden_percent": 40,
-    "primary_site": "pancreas",
-    "prior_hepatic_treatment": True,
-    "primary_resected": False,
-    "extrahepatic_metastases": False,
-    "somatostatin_analog": True,
-    "biologic_therapy": True,
-    "cytotoxic_chemotherapy": False,
-    "planned_modality": "SIRT",
-}
+EXAMPLE_BATCH_REQUEST: dict[str, Any] = {"patients": example_patients()}
+"""The API's example patients, from each field's `examples` in `model.schema`."""
+EXAMPLE_PATIENT = EXAMPLE_BATCH_REQUEST["patients"][0]
 EXAMPLE_REQUEST: dict[str, Any] = {"patient": EXAMPLE_PATIENT}
-EXAMPLE_BATCH_REQUEST: dict[str, Any] = {
-    "patients": [
-        EXAMPLE_PATIENT,
-        {
-            "age_years": 71,
-            "ki67_percent": 35,
-            "tumor_burden_percent": 60,
-            "primary_site": "lung",
-            "prior_hepatic_treatment": False,
-            "extrahepatic_metastases": True,
-            "somatostatin_analog": False,
-            "biologic_therapy": False,
-            "cytotoxic_chemotherapy": True,
-            "planned_modality": "TAE",
-        },
-    ]
-}
 EXAMPLE_PROGNOSIS = json.loads((_EXAMPLES / "prognosis_response.json").read_text(encoding="utf-8"))
 """A real prognosis of `EXAMPLE_PATIENT`, its curves cut to months 0, 12, 24 and 60."""
 EXAMPLE_MODEL_CARD = json.loads((_EXAMPLES / "model_card.json").read_text(encoding="utf-8"))

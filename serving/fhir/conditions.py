@@ -9,7 +9,7 @@ from serving.fhir.codes import (
 )
 from serving.fhir.errors import FhirIssue
 from serving.fhir.parsing import FhirResource
-from serving.fhir.run import Found, MappingRun
+from serving.fhir.run import Found, MappingRun, unrecorded
 
 __all__ = ["read_conditions"]
 
@@ -44,13 +44,8 @@ def read_conditions(run: MappingRun) -> None:
         )
     extrahepatic = _metastases(run, conditions, concepts["extrahepatic_metastases"])
     if extrahepatic is None:
-        extrahepatic = Found(
-            False,
-            {
-                "source": "default",
-                "note": "no Condition codes extrahepatic metastases: assumed none",
-            },
-        )
+        label = concepts["extrahepatic_metastases"].label
+        extrahepatic = unrecorded("extrahepatic_metastases", f"Condition codes {label}")
     run.set("extrahepatic_metastases", extrahepatic.value, extrahepatic.provenance)
 
 

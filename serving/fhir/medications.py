@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from serving.fhir.parsing import FhirResource
-from serving.fhir.run import ABSENT_NOTES, Found, MappingRun, TextOnly
+from serving.fhir.run import Found, MappingRun, TextOnly, unrecorded
 
 __all__ = ["read_medications"]
 
@@ -31,7 +31,9 @@ def read_medications(run: MappingRun) -> None:
             )
             break
         if found is None:
-            found = Found(False, {"source": "default", "note": ABSENT_NOTES[name]})
+            found = unrecorded(
+                name, f"MedicationStatement or MedicationRequest for {concept.label}"
+            )
         run.set(name, found.value, found.provenance)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from serving.fhir.codes import (
     Concept,
 )
-from serving.fhir.run import ABSENT_NOTES, Found, MappingRun, as_date
+from serving.fhir.run import Found, MappingRun, as_date, unrecorded
 
 __all__ = ["procedure_date", "read_procedures"]
 
@@ -18,9 +18,7 @@ def read_procedures(run: MappingRun, reference_date: date) -> None:
     for name, concept in run.mapping.procedures.items():
         found = _procedure(run, procedures, name, concept, reference_date)
         if found is None:
-            default = False if name == "prior_hepatic_treatment" else None
-            source = "absent" if default is None else "default"
-            found = Found(default, {"source": source, "note": ABSENT_NOTES[name]})
+            found = unrecorded(name, f"completed Procedure of {concept.label}")
         run.set(name, found.value, found.provenance)
 
 

@@ -9,11 +9,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from model.schema import BOOLEAN_FIELDS, KI67_GRADES, about
 from serving.fhir.codes import FhirMapping, system_name
 from serving.fhir.errors import FhirIssue
 from serving.fhir.parsing import READ_RESOURCE_TYPES, FhirResource
 
-__all__ = ["ABSENT_NOTES", "Found", "MappingRun", "TextOnly", "as_date", "date_key"]
+__all__ = [
+    "ABSENT_NOTES",
+    "Found",
+    "MappingRun",
+    "TextOnly",
+    "as_date",
+    "date_key",
+    "unrecorded",
+]
 
 _SUBJECT_TYPES = tuple(t for t in READ_RESOURCE_TYPES if t not in ("Patient", "Medication"))
 """The read resource types that refer to the patient through `subject`."""
@@ -21,17 +30,29 @@ _SUBJECT_TYPES = tuple(t for t in READ_RESOURCE_TYPES if t not in ("Patient", "M
 ABSENT_NOTES = {
     "ki67_percent": "no final Ki-67 Observation",
     "who_grade": "no final WHO grade Observation: the model derives the grade from Ki-67 "
-    "(WHO 2010: <3 % G1, 3-20 % G2, >20 % G3)",
-    "prior_hepatic_treatment": "no completed hepatic resection or ablation Procedure: assumed none",
-    "primary_resected": "no completed resection of the primary: unknown",
+    f"(WHO 2010: {KI67_GRADES.rule(unit=' %')})",
     "planned_modality": "no planned embolotherapy (Procedure in preparation or draft/active "
-    "ServiceRequest): the prognosis is shown for TACE, the reference, and all three are compared",
-    "somatostatin_analog": "no MedicationStatement or MedicationRequest for a somatostatin "
-    "analogue: assumed none",
-    "biologic_therapy": "no MedicationStatement or MedicationRequest for a biologic: assumed none",
-    "cytotoxic_chemotherapy": "no MedicationStatement or MedicationRequest for cytotoxic "
-    "chemotherapy: assumed none",
+    f"ServiceRequest): the prognosis is shown for {about('planned_modality').reference}, the "
+    "reference, and all three are compared",
 }
+"""Why a non-boolean field the resources do not supply is empty (booleans: `unrecorded`)."""
+
+
+def unrecorded(name: str, evidence: str) -> Found:
+    """A boolean field no resource records: False when the field is required (absence of
+    evidence read as absence, as the model was trained), else empty (unknown).
+
+    Parameters
+    ----------
+    name : str
+        A boolean field of `Patient`.
+    evidence : str
+        What would have recorded it, e.g. "MedicationStatement or MedicationRequest for
+        cytotoxic chemotherapy".
+    """
+    if name in BOOLEAN_FIELDS:
+        return Found(False, {"source": "default", "note": f"no {evidence}: assumed none"})
+    return Found(None, {"source": "absent", "note": f"no {evidence}: unknown"})
 
 
 @dataclass

@@ -174,13 +174,6 @@ def surfaces(tmp_path_factory) -> dict:
     return report
 
 
-WAITS_ON_SERVING = pytest.mark.xfail(
-    strict=True,
-    reason="serving does not yet derive this surface from model.schema.about (issue 15, the "
-    "serving half); remove this mark once it does",
-)
-
-
 def _shown(surfaces: dict, name: str):
     result = surfaces[name]
     assert result["ok"], f"the {name} surface failed on the new field:\n{result['error']}"
@@ -196,7 +189,6 @@ def test_the_copy_imports_the_copy_not_this_checkout(surfaces):
     }
 
 
-@WAITS_ON_SERVING
 def test_the_form_shows_the_new_field_with_its_label(surfaces):
     assert _shown(surfaces, "form") == {
         "label": "Interferon therapy",
@@ -227,7 +219,6 @@ def test_the_model_card_says_how_the_new_predictor_is_handled(surfaces):
     }
 
 
-@WAITS_ON_SERVING
 def test_the_fhir_mapping_notes_why_the_new_field_is_false_when_absent(surfaces):
     mapped = _shown(surfaces, "fhir_notes")
 
