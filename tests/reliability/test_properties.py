@@ -39,7 +39,8 @@ from model.schema import (
     encode,
     patients_frame,
 )
-from tests.serving.conftest import BENTOML_PYDANTIC_DEPRECATION, SETTING_NAMES, ServiceClient
+from tests.conftest import BENTOML_PYDANTIC_DEPRECATION
+from tests.serving.conftest import SETTING_NAMES, ServiceClient
 
 pytestmark = pytest.mark.filterwarnings(BENTOML_PYDANTIC_DEPRECATION)
 
