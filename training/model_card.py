@@ -355,46 +355,7 @@ def _md_methods(card: dict) -> list[str]:
 def _md_performance(card: dict) -> list[str]:
     performance = card["performance"]
     lines = ["## Performance and calibration (TRIPOD+AI 12e, 23)", ""]
-    rows = []
-    n_folds = None
-    for endpoint, models in performance["cross_validated"].items():
-        for name, m in models.items():
-            n_folds = m["n_folds"]
-            low, high = m["harrell_c_fold_range"]
-            slope_low, slope_high = m["pooled_calibration_slope_24_interval"]
-            rows.append(
-                [
-                    endpoint.upper(),
-                    name,
-                    f"{_mean_sd(m, 'harrell_c')} (folds {_fmt(low)}-{_fmt(high)})",
-                    _mean_sd(m, "uno_c"),
-                    _mean_sd(m, "ibs"),
-                    _mean_sd(m, "calibration_slope_24"),
-                    f"{_fmt(m['pooled_calibration_slope_24'])} "
-                    f"({_fmt(slope_low)}-{_fmt(slope_high)})",
-                    f"{_fmt(m['pooled_mean_predicted_survival_24'])} / "
-                    f"{_fmt(m['pooled_observed_survival_24'])}",
-                ]
-            )
-    lines += [
-        f"Cross-validated (development rows): mean ± SD over {n_folds} folds, each fold's "
-        "model judged on that fold's own test rows; the pooled columns use the out-of-fold "
-        "predictions of all folds together:",
-        "",
-    ]
-    lines += _md_table(
-        [
-            "endpoint",
-            "model",
-            "Harrell C",
-            "Uno C",
-            "IBS",
-            "slope 24 mo",
-            "pooled slope 24 mo (95% CI)",
-            "pooled S(24) pred / obs",
-        ],
-        rows,
-    )
+    lines += _md_cross_validated(performance["cross_validated"])
     held_rows = [
         [
             endpoint.upper(),
@@ -417,6 +378,41 @@ def _md_performance(card: dict) -> list[str]:
         )
     lines += _md_loco(performance.get("leave_one_centre_out"))
     return lines
+
+
+def _md_cross_validated(cross_validated: dict) -> list[str]:
+    rows = []
+    n_folds = None
+    for endpoint, models in cross_validated.items():
+        for name, m in models.items():
+            n_folds = m["n_folds"]
+            low, high = m["harrell_c_fold_range"]
+            slope_low, slope_high = m["pooled_calibration_slope_24_interval"]
+            rows.append(
+                [
+                    endpoint.upper(),
+                    name,
+                    f"{_mean_sd(m, 'harrell_c')} (folds {_fmt(low)}-{_fmt(high)})",
+                    _mean_sd(m, "uno_c"),
+                    _mean_sd(m, "ibs"),
+                    _mean_sd(m, "calibration_slope_24"),
+                    f"{_fmt(m['pooled_calibration_slope_24'])} "
+                    f"({_fmt(slope_low)}-{_fmt(slope_high)})",
+                    f"{_fmt(m['pooled_mean_predicted_survival_24'])} / "
+                    f"{_fmt(m['pooled_observed_survival_24'])}",
+                ]
+            )
+    header = [
+        "endpoint", "model", "Harrell C", "Uno C", "IBS", "slope 24 mo",
+        "pooled slope 24 mo (95% CI)", "pooled S(24) pred / obs",
+    ]  # fmt: skip
+    return [
+        f"Cross-validated (development rows): mean ± SD over {n_folds} folds, each fold's "
+        "model judged on that fold's own test rows; the pooled columns use the out-of-fold "
+        "predictions of all folds together:",
+        "",
+        *_md_table(header, rows),
+    ]
 
 
 def _md_loco(loco: dict | None) -> list[str]:

@@ -509,7 +509,20 @@ def simulate_cohort(
         truth["true_lp_hpfs"], truth["true_lp_os"], rng, spec
     )
     censor, treatment_date = _censoring(rng, n, spec)
+    _add_outcomes(frame, progression, death, censor)
+    frame.insert(0, "patient_id", [f"SYN{i:07d}" for i in range(1, n + 1)])
+    frame.insert(
+        1,
+        "center",
+        np.asarray([f"C{i + 1}" for i in range(n_centers)])[rng.integers(0, n_centers, n)],
+    )
+    frame.insert(2, "treatment_date", treatment_date)
+    truth.update(true_values_at(truth, spec))
+    return pd.concat([frame, pd.DataFrame(truth, index=frame.index)], axis=1)
 
+
+def _add_outcomes(frame: pd.DataFrame, progression, death, censor) -> None:
+    """The observed outcome columns, from the latent progression and death times and censoring."""
     os_months = np.minimum(death, censor)
     hpfs_months = np.minimum(progression, os_months)
     event_type = np.select(
@@ -520,15 +533,6 @@ def simulate_cohort(
     frame["hpfs_event_type"] = event_type.astype(object)
     frame["os_months"] = np.maximum(np.round(os_months, 3), _MIN_TIME_MONTHS)
     frame["os_event"] = (death <= censor).astype(int)
-    frame.insert(0, "patient_id", [f"SYN{i:07d}" for i in range(1, n + 1)])
-    frame.insert(
-        1,
-        "center",
-        np.asarray([f"C{i + 1}" for i in range(n_centers)])[rng.integers(0, n_centers, n)],
-    )
-    frame.insert(2, "treatment_date", treatment_date)
-    truth.update(true_values_at(truth, spec))
-    return pd.concat([frame, pd.DataFrame(truth, index=frame.index)], axis=1)
 
 
 def true_values_at(

@@ -79,47 +79,77 @@ def _horizon_entry(y_test, survival_at_horizon, horizon, skipped) -> dict[str, A
 
 
 def survival_metrics(
-    y_train,
-    y_test,
-    risk,
-    survival,
-    horizons: Sequence[float] = HORIZONS,
-    times=None,
+    y_train, y_test, risk, survival, horizons: Sequence[float] = HORIZONS, times=None
 ) -> dict[str, Any]:
     """Discrimination, accuracy, calibration and net benefit of one model on held-out patients.
 
     Parameters
     ----------
-    y_train : structured array, shape = (n_train,)
-        Training outcomes; only used to estimate the censoring distribution (IPCW).
-    y_test : structured array, shape = (n_test,)
-        Held-out outcomes.
+    y_train, y_test : structured array, shape = (n_train,), (n_test,)
+        Training outcomes (only for the censoring distribution, IPCW) and held-out outcomes.
     risk : array-like, shape = (n_test,)
         Risk score, higher = riskier (e.g. ``estimator.predict(X_test)``).
     survival : array-like, shape = (n_test, n_times)
-        Predicted survival at `times` (step function: each value holds until the next time).
+        Predicted survival at `times` (a step function), or at `horizons` when `times` is
+        omitted; pass a fine (monthly) grid for a meaningful integrated Brier score.
     horizons : sequence of float
         Months for the per-horizon metrics.
-    times : array-like, shape = (n_times,), optional
-        Increasing grid of `survival`, in months. When omitted, `survival` has one column per
-        horizon. Pass a fine grid (e.g. monthly) for a meaningful integrated Brier score.
 
     Returns
     -------
     dict
-        ``n_test``, ``n_events``; ``harrell_c`` (:func:`harrell_c`);
-        ``uno_c`` and ``uno_c_tau`` (:func:`uno_c`, truncated at
-        tau = the 80th percentile of test times capped at the last horizon below the longest
-        training time); ``mean_auc`` (:func:`~sksurv.metrics.cumulative_dynamic_auc` over the
-        usable horizons); ``ibs`` and ``ibs_range`` (:func:`~sksurv.metrics.integrated_brier_score`
-        on the grid points from the first test time to tau); ``horizons``: ``{"12": {"auc",
-        "brier", "observed_survival" (KM) with ``observed_lower``/``observed_upper``,
-        "mean_predicted_survival", "calibration_slope" with ``_lower``/``_upper`` (see
-        :func:`calibration_slope`), "calibration" (:func:`calibration_table` records)}, …}``;
-        ``decision_curve`` (:func:`decision_curve` at 24 months); ``skipped``: ``{name: reason}``
-        for every horizon or metric that could not be computed (e.g. beyond follow-up). NaN
-        only where a reason is recorded.
+        ``n_test``, ``n_events``, ``harrell_c``; ``uno_c`` truncated at ``uno_c_tau`` (the
+        80th percentile of test times, capped below the longest training time); ``mean_auc``
+        over the usable horizons; ``ibs`` over ``ibs_range`` (first test time to tau);
+        ``horizons``: ``{"12": {"auc", "brier", "observed_survival" (KM, with
+        ``_lower``/``_upper``), "mean_predicted_survival", "calibration_slope" (with
+        ``_lower``/``_upper``), "calibration" (table records)}, ...}``; ``decision_curve`` at 24
+        months; ``skipped``: ``{name: reason}`` for each metric not computable (NaN only then).
     """
+    train_time, test_event, test_time, risk, grid, survival = _checked(
+        y_train, y_test, risk, survival, horizons, times
+    )
+    skipped: dict[str, str] = {}
+    usable = _usable_horizons(horizons, test_time, train_time, grid, skipped)
+    tau = _truncation_time(test_time, train_time, horizons)
+    uno = _attempt(skipped, "uno_c", lambda: uno_c(y_train, y_test, risk, tau))
+    at_horizons = _step_values(survival, grid, usable)
+    auc, brier = _auc_and_brier(y_train, y_test, risk, at_horizons, usable, skipped)
+    in_range = (grid >= test_time.min()) & (grid <= tau)
+    metrics: dict[str, Any] = {
+        "n_test": len(test_time),
+        "n_events": int(test_event.sum()),
+        "harrell_c": harrell_c(test_event, test_time, risk),
+        "uno_c_tau": tau,
+        "uno_c": float(uno) if uno is not None else math.nan,
+        "mean_auc": float(auc[1]) if auc else math.nan,
+        "ibs_range": (
+            [float(grid[in_range][0]), float(grid[in_range][-1])] if in_range.any() else None
+        ),
+        "ibs": _integrated_brier(y_train, y_test, survival, grid, in_range, tau, skipped),
+        "horizons": {},
+    }
+    for j, horizon in enumerate(usable):
+        entry = _horizon_entry(y_test, at_horizons[:, j], horizon, skipped)
+        entry["auc"] = float(auc[0][j]) if auc else math.nan
+        entry["brier"] = float(brier[j]) if brier is not None else math.nan
+        metrics["horizons"][f"{horizon:g}"] = entry
+    metrics["decision_curve"] = _decision(y_test, survival, grid, usable, skipped)
+    metrics["skipped"] = skipped
+    return metrics
+
+
+def _auc_and_brier(y_train, y_test, risk, at_horizons, usable, skipped) -> tuple:
+    """Time-dependent AUC (per horizon, mean) and Brier score per usable horizon, or None."""
+    if not usable:
+        return None, None
+    auc = _attempt(skipped, "auc", lambda: cumulative_dynamic_auc(y_train, y_test, risk, usable))
+    brier = _attempt(skipped, "brier", lambda: brier_score(y_train, y_test, at_horizons, usable)[1])
+    return auc, brier
+
+
+def _checked(y_train, y_test, risk, survival, horizons, times) -> tuple:
+    """The inputs of :func:`survival_metrics` as arrays, or an error that says what is wrong."""
     _, train_time = _outcomes(y_train, "y_train")
     test_event, test_time = _outcomes(y_test, "y_test")
     n_test = len(test_time)
@@ -130,62 +160,27 @@ def survival_metrics(
     survival = _as_finite(survival, "survival", (n_test, len(grid)))
     if not test_event.any():
         raise EvaluationInputError("`y_test` must contain at least one event, but all are censored")
+    return train_time, test_event, test_time, risk, grid, survival
 
-    skipped: dict[str, str] = {}
-    usable = _usable_horizons(horizons, test_time, train_time, grid, skipped)
-    tau = _truncation_time(test_time, train_time, horizons)
-    metrics: dict[str, Any] = {
-        "n_test": n_test,
-        "n_events": int(test_event.sum()),
-        "harrell_c": harrell_c(test_event, test_time, risk),
-        "uno_c_tau": tau,
-    }
-    uno = _attempt(skipped, "uno_c", lambda: uno_c(y_train, y_test, risk, tau))
-    metrics["uno_c"] = float(uno) if uno is not None else math.nan
 
-    at_horizons = _step_values(survival, grid, usable)
-    auc = (
-        _attempt(skipped, "auc", lambda: cumulative_dynamic_auc(y_train, y_test, risk, usable))
-        if usable
-        else None
-    )
-    brier = (
-        _attempt(skipped, "brier", lambda: brier_score(y_train, y_test, at_horizons, usable)[1])
-        if usable
-        else None
-    )
-    metrics["mean_auc"] = float(auc[1]) if auc else math.nan
-
-    in_range = (grid >= test_time.min()) & (grid <= tau)
-    metrics["ibs_range"] = (
-        [float(grid[in_range][0]), float(grid[in_range][-1])] if in_range.any() else None
-    )
-    if in_range.sum() >= 2:
-        ibs = _attempt(
-            skipped,
-            "ibs",
-            lambda: integrated_brier_score(y_train, y_test, survival[:, in_range], grid[in_range]),
-        )
-        metrics["ibs"] = float(ibs) if ibs is not None else math.nan
-    else:
+def _integrated_brier(y_train, y_test, survival, grid, in_range, tau, skipped) -> float:
+    if in_range.sum() < 2:
         skipped["ibs"] = f"fewer than two grid times between the first test time and tau={tau:.1f}"
-        metrics["ibs"] = math.nan
+        return math.nan
+    ibs = _attempt(
+        skipped,
+        "ibs",
+        lambda: integrated_brier_score(y_train, y_test, survival[:, in_range], grid[in_range]),
+    )
+    return float(ibs) if ibs is not None else math.nan
 
-    metrics["horizons"] = {}
-    for j, horizon in enumerate(usable):
-        entry = _horizon_entry(y_test, at_horizons[:, j], horizon, skipped)
-        entry["auc"] = float(auc[0][j]) if auc else math.nan
-        entry["brier"] = float(brier[j]) if brier is not None else math.nan
-        metrics["horizons"][f"{horizon:g}"] = entry
 
-    if DECISION_HORIZON in usable:
-        at_decision = _step_values(survival, grid, [DECISION_HORIZON])[:, 0]
-        metrics["decision_curve"] = decision_curve(y_test, 1.0 - at_decision, DECISION_HORIZON)
-    else:
-        metrics["decision_curve"] = None
+def _decision(y_test, survival, grid, usable, skipped) -> dict[str, Any] | None:
+    if DECISION_HORIZON not in usable:
         skipped["decision_curve"] = f"the {DECISION_HORIZON}-month horizon is not usable"
-    metrics["skipped"] = skipped
-    return metrics
+        return None
+    at_decision = _step_values(survival, grid, [DECISION_HORIZON])[:, 0]
+    return decision_curve(y_test, 1.0 - at_decision, DECISION_HORIZON)
 
 
 def null_model_prediction(y_train, times, n_samples: int) -> tuple[np.ndarray, np.ndarray]:

@@ -141,6 +141,21 @@ MAX_COUNTERFACTUAL_ROWS = 80_000
 """Most rows in the pooled counterfactual data of :func:`true_marginal_hazard_ratio`."""
 
 
+def _counterfactual_times(cohort, endpoint, modality, unit_event, unit_death, spec) -> np.ndarray:
+    """Each patient's event time under `modality`, from shared unit exponentials, months.
+
+    An HPFS time is the first of the counterfactual progression and death.
+    """
+    log_hazard = _truth_column(cohort, f"{TRUTH_PREFIX}lp_{endpoint}_{modality}")
+    event_time = _weibull_times(unit_event, log_hazard, endpoint, spec)
+    if endpoint == "hpfs":
+        death_log_hazard = _truth_column(cohort, f"{TRUTH_PREFIX}lp_os_{modality}")
+        event_time = np.minimum(
+            event_time, _weibull_times(unit_death, death_log_hazard, "os", spec)
+        )
+    return event_time
+
+
 def true_marginal_hazard_ratio(
     cohort: pd.DataFrame,
     endpoint: str,
@@ -163,13 +178,8 @@ def true_marginal_hazard_ratio(
     `follow_up="complete"` (no censoring) is the textbook marginal effect; `"observed"` censors
     the counterfactual times with draws from the cohort's own follow-up distribution (reverse
     Kaplan-Meier of overall survival), which is what an IPTW analysis of this cohort estimates.
-    An HPFS time is the first of a counterfactual progression (cause-specific
-    `true_lp_hpfs_{modality}`) and a counterfactual death (`true_lp_os_{modality}`): HPFS ends at
-    progression or death.
-
-    The pooled data hold at most `MAX_COUNTERFACTUAL_ROWS` rows: a larger cohort is represented
-    by a random subset of its patients (the estimand is the same; 80,000 rows put its Monte
-    Carlo error near 0.01 on the log scale).
+    HPFS ends at the first of a counterfactual progression and death. At most
+    `MAX_COUNTERFACTUAL_ROWS` rows are pooled: a larger cohort is represented by a random subset.
 
     Returns
     -------
@@ -191,22 +201,11 @@ def true_marginal_hazard_ratio(
     for _ in range(n_draws):
         unit_event, unit_death = rng.exponential(size=n), rng.exponential(size=n)
         censoring = _observed_censoring(cohort, rng, n) if follow_up == "observed" else np.inf
+        end = np.broadcast_to(censoring, (n,))
         for modality in (treated, reference):
-            event_time = _weibull_times(
-                unit_event,
-                _truth_column(cohort, f"{TRUTH_PREFIX}lp_{endpoint}_{modality}"),
-                endpoint,
-                spec,
+            event_time = _counterfactual_times(
+                cohort, endpoint, modality, unit_event, unit_death, spec
             )
-            if endpoint == "hpfs":
-                death = _weibull_times(
-                    unit_death,
-                    _truth_column(cohort, f"{TRUTH_PREFIX}lp_os_{modality}"),
-                    "os",
-                    spec,
-                )
-                event_time = np.minimum(event_time, death)
-            end = np.broadcast_to(censoring, (n,))
             pieces.append(
                 pd.DataFrame(
                     {

@@ -335,6 +335,24 @@ img{margin:0.5em}
 """
 
 
+def _banner(label: str) -> str:
+    """The warnings every report opens with: synthetic data, and not for clinical use."""
+    warnings = [NOT_FOR_CLINICAL_USE]
+    if label != "real":
+        warnings.insert(0, SYNTHETIC_WARNING)
+    return "".join(f"<p>{html.escape(w, quote=False)}</p>" for w in warnings)
+
+
+def _facts(label: str, results: Mapping[str, Any]) -> str:
+    row = [
+        label,
+        results.get("model_tag", "–"),
+        results.get("n_patients"),
+        results.get("created", "–"),
+    ]
+    return _table(["cohort", "model", "patients", "created"], [row])
+
+
 def write_report(results: Mapping[str, Any], path_html: str | Path, path_json: str | Path) -> None:
     """Write the evaluation as a self-contained HTML page and a JSON file.
 
@@ -374,21 +392,7 @@ def write_report(results: Mapping[str, Any], path_html: str | Path, path_json: s
     Path(path_json).write_text(
         json.dumps(to_jsonable(results), indent=1, allow_nan=False), encoding="utf-8"
     )
-    warnings = [NOT_FOR_CLINICAL_USE]
-    if label != "real":
-        warnings.insert(0, SYNTHETIC_WARNING)
-    banner = "".join(f"<p>{html.escape(w, quote=False)}</p>" for w in warnings)
-    facts = _table(
-        ["cohort", "model", "patients", "created"],
-        [
-            [
-                label,
-                results.get("model_tag", "–"),
-                results.get("n_patients"),
-                results.get("created", "–"),
-            ]
-        ],
-    )
+    banner, facts = _banner(label), _facts(label, results)
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in results.get("notes", []))
     sections = [
         _endpoint_section(endpoint, section)
