@@ -37,9 +37,9 @@ SEXES: tuple[str, ...] = typing.get_args(Sex)
 
 AGE_REFERENCE_YEARS = 60.0
 GRADE_COLUMN = "grade"
-"""Derived column of :func:`patients_frame` and :func:`with_derived`: the grade the model uses."""
+"""Derived column of :func:`patients_frame`: the grade the model uses (`who_grade` or Ki-67)."""
 BURDEN_COLUMN = "burden_category"
-"""Derived column of :func:`patients_frame` and :func:`with_derived`: the burden category."""
+"""Derived column of :func:`patients_frame`: the burden category of the papers."""
 
 
 # Ki-67 and burden cut-offs as written in the papers: WHO 2010 grade G1 <3 %, G2 3-20 %,
@@ -359,27 +359,6 @@ def burden_categories(tumor_burden_percent: pd.Series | np.ndarray) -> np.ndarra
     """Vectorised :func:`burden_category`, shape = (n_samples,)."""
     percent = np.asarray(tumor_burden_percent, dtype=float)
     return np.asarray(BURDEN_CATEGORIES, dtype=object)[BURDEN_BANDS.positions(percent)]
-
-
-def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with the derived :data:`GRADE_COLUMN` and :data:`BURDEN_COLUMN` added.
-
-    Parameters
-    ----------
-    frame : DataFrame, shape = (n_samples, n_columns)
-        Patient fields as columns (a validated cohort).
-
-    Returns
-    -------
-    DataFrame, shape = (n_samples, n_columns + 2)
-        A copy; `who_grade` and `tumor_burden_percent` are left as recorded.
-    """
-    return frame.assign(
-        **{
-            GRADE_COLUMN: effective_grades(frame.drop(columns=GRADE_COLUMN, errors="ignore")),
-            BURDEN_COLUMN: burden_categories(frame["tumor_burden_percent"]),
-        }
-    )
 
 
 @dataclass(frozen=True)
