@@ -30,6 +30,7 @@ serve: install
 
 test: install system-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 test-slow: install system-deps
@@ -44,6 +45,8 @@ bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run
 
+# mypy checks what [tool.mypy] in pyproject.toml names.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy

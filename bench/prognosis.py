@@ -33,9 +33,16 @@ from bench.common import (
     write_section,
 )
 from model.predictor import Predictor
-from model.schema import BURDEN_CATEGORIES, GRADES, MODALITIES, PRIMARY_SITES, Patient
+from model.schema import (
+    BOOLEAN_FIELDS,
+    BURDEN_CATEGORIES,
+    GRADES,
+    MODALITIES,
+    PRIMARY_SITES,
+    Patient,
+)
 from training.fit import fit_bundle
-from training.synthetic import simulate_cohort
+from training.synthetic import CohortSpec, burden_draw_ranges, simulate_cohort
 
 SECTION = "prognosis"
 BATCH_SIZE = 1000
@@ -45,26 +52,28 @@ PACKAGES = ("numpy", "pandas", "scikit-survival", "xgboost", "shap")
 
 
 def _patients(n: int, seed: int) -> list[Patient]:
-    """Varied valid patients: every grade, burden category, site and modality."""
+    """Varied valid patients: every grade, burden category, site and modality.
+
+    Each boolean field is true with its prevalence in the patient's grade in the synthetic
+    cohort's specification (`covariates.<field>.by_grade`).
+    """
     rng = np.random.default_rng(seed)
-    burden_ranges = {"<25": (1, 24), "25-50": (26, 49), "50-75": (51, 74), ">75": (76, 95)}
+    burden_ranges = burden_draw_ranges()
+    prevalence = CohortSpec.load().covariates
     patients = []
     for i in range(n):
-        low, high = burden_ranges[BURDEN_CATEGORIES[i % 4]]
-        patients.append(
-            Patient(
-                age_years=int(rng.integers(30, 85)),
-                who_grade=GRADES[i % 3],
-                tumor_burden_percent=float(rng.uniform(low, high)),
-                primary_site=PRIMARY_SITES[int(rng.integers(4))],
-                prior_hepatic_treatment=bool(rng.random() < 0.25),
-                extrahepatic_metastases=bool(rng.random() < 0.35),
-                somatostatin_analog=bool(rng.random() < 0.6),
-                biologic_therapy=bool(rng.random() < 0.15),
-                cytotoxic_chemotherapy=bool(rng.random() < 0.25),
-                planned_modality=MODALITIES[(i // 3) % 3],
-            )
-        )
+        low, high = burden_ranges[BURDEN_CATEGORIES[i % len(BURDEN_CATEGORIES)]]
+        grade = GRADES[i % len(GRADES)]
+        fields = {
+            "age_years": int(rng.integers(30, 85)),
+            "who_grade": grade,
+            "tumor_burden_percent": float(rng.uniform(low, high)),
+            "primary_site": PRIMARY_SITES[int(rng.integers(len(PRIMARY_SITES)))],
+            "planned_modality": MODALITIES[(i // len(GRADES)) % len(MODALITIES)],
+        }
+        for name in BOOLEAN_FIELDS:
+            fields[name] = bool(rng.random() < prevalence[name]["by_grade"][grade])
+        patients.append(Patient(**fields))
     return patients
 
 

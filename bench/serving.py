@@ -76,7 +76,7 @@ def _patients(n: int, seed: int = 0) -> list[dict]:
 
 
 def _fit_default_model(n_patients: int, n_bootstrap: int) -> str:
-    from training import registry
+    from store import registry
     from training.fit import fit_bundle
     from training.synthetic import simulate_cohort
 

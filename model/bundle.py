@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ class CurveModel:
     S(t | x) = exp(-H0(t) exp(lp(x))).
     """
 
-    estimator: object
+    estimator: Any
     baseline_cumulative_hazard: np.ndarray
     coef: np.ndarray | None = None
     intercept: float = 0.0
@@ -88,7 +89,7 @@ class EndpointModel:
         """Survival of every ensemble member, shape = (n_members, n_samples, len(MONTH_GRID))."""
         linear = [m for m in self.members if m.coef is not None]
         if len(linear) == len(self.members):
-            coefs = np.column_stack([m.coef for m in linear])
+            coefs = np.column_stack([m.coef for m in linear if m.coef is not None])
             intercepts = np.array([m.intercept for m in linear])
             log_hazard = design @ coefs + intercepts
             baselines = np.stack([m.baseline_cumulative_hazard for m in linear])
@@ -126,7 +127,7 @@ class ModelBundle:
     feature_names: tuple[str, ...]
     models: dict[str, dict[str, EndpointModel]]
     primary: dict[str, str]
-    propensity: object
+    propensity: Any
     propensity_features: tuple[str, ...]
     support_counts: pd.DataFrame
     shap_background: pd.DataFrame

@@ -11,7 +11,7 @@ import xgboost as xgb
 
 from model.bundle import CurveModel, is_linear
 from model.exceptions import ModelError
-from model.schema import FEATURE_NAMES, FEATURE_SOURCES, Patient
+from model.schema import BOOLEAN_FIELDS, DESIGN_COLUMNS, FIELDS, Patient
 from model.support import burden_label
 
 __all__ = [
@@ -24,45 +24,16 @@ __all__ = [
 
 SCALE = "log relative hazard"
 
-# The design's "modality" source is the patient's planned modality, and its columns are
-# modality-within-grade interactions, so they are reported as one combined item.
-_FIELD_OF_SOURCE = {"modality": "planned_modality"}
-
-FIELD_FACTORS = {
-    "who_grade": "WHO grade",
-    "planned_modality": "modality (within grade)",
-    "primary_site": "primary tumour site",
-    "tumor_burden_percent": "hepatic tumour burden",
-    "prior_hepatic_treatment": "prior hepatic resection or ablation",
-    "extrahepatic_metastases": "extrahepatic metastases",
-    "somatostatin_analog": "somatostatin analogue",
-    "biologic_therapy": "biologic therapy",
-    "cytotoxic_chemotherapy": "cytotoxic chemotherapy",
-    "age_years": "age",
-}
-"""Human name of each explained patient field, in the design's column order."""
-
-_SITE_LABELS = {
-    "pancreas": "pancreatic primary",
-    "gut": "gut primary (small bowel, stomach, colon or rectum)",
-    "lung": "lung (bronchial) primary",
-    "other": "other or unknown primary",
-}
-_YES_NO_LABELS = {
-    "prior_hepatic_treatment": (
-        "prior hepatic resection or ablation",
-        "no prior hepatic resection or ablation",
-    ),
-    "extrahepatic_metastases": ("extrahepatic metastases", "no extrahepatic metastases"),
-    "somatostatin_analog": ("somatostatin analogue", "no somatostatin analogue"),
-    "biologic_therapy": ("biologic therapy", "no biologic therapy"),
-    "cytotoxic_chemotherapy": ("cytotoxic chemotherapy", "no cytotoxic chemotherapy"),
-}
+FIELD_FACTORS = {c.field: str(FIELDS[c.field].factor) for c in DESIGN_COLUMNS}
+"""Human name of each explained patient field, in the design's column order (from
+:func:`model.schema.about`: the modality columns explain `planned_modality`)."""
 
 TREE_SHAP_METHODS = ("path_dependent", "interventional")
 
 
-def field_labels(patient: Patient, modality: str) -> dict[str, str]:
+def field_labels(
+    patient: Patient, modality: str, grade: str | None = None, burden: str | None = None
+) -> dict[str, str]:
     """A human label of the patient's value of every explained field.
 
     Parameters
@@ -71,25 +42,32 @@ def field_labels(patient: Patient, modality: str) -> dict[str, str]:
         The patient explained.
     modality : str
         The modality the prognosis is for (the planned one, or the default).
+    grade, burden : str, optional
+        The patient's derived grade and burden category, where already computed
+        (:func:`model.schema.patients_frame`); derived here otherwise.
 
     Returns
     -------
     dict
         Field name (as in :data:`FIELD_FACTORS`) to label, e.g. ``"tumour burden 50–75 %"``.
     """
-    grade = patient.grade
+    grade = grade or patient.grade
     grade_label = f"grade {grade}"
     if patient.who_grade is None:
         grade_label += f" (derived from Ki-67 {patient.ki67_percent:g} %)"
     labels = {
         "who_grade": grade_label,
         "planned_modality": f"{modality} in a {grade} tumour",
-        "primary_site": _SITE_LABELS[patient.primary_site],
-        "tumor_burden_percent": f"tumour burden {burden_label(patient.burden_category)}",
+        "tumor_burden_percent": f"tumour burden {burden_label(burden or patient.burden_category)}",
         "age_years": f"age {patient.age_years} years",
     }
-    for name, (yes, no) in _YES_NO_LABELS.items():
-        labels[name] = yes if getattr(patient, name) else no
+    for name in FIELD_FACTORS:
+        meta, value = FIELDS[name], getattr(patient, name)
+        if name in BOOLEAN_FIELDS:
+            labels[name] = meta.yes_no[0] if value else meta.yes_no[1]
+        elif name not in labels:
+            option = meta.options[value]
+            labels[name] = option.explained or option.text.lower()
     return labels
 
 
@@ -157,17 +135,10 @@ class Explainer:
         self.background_size = len(background_array)
         self.background_mean_margin = float(np.mean(model.log_hazard(background_array)))
         self.fields = tuple(FIELD_FACTORS)
-        sources = [
-            _FIELD_OF_SOURCE.get(FEATURE_SOURCES[n], FEATURE_SOURCES[n]) for n in FEATURE_NAMES
-        ]
-        unexplained = sorted(set(sources) - set(self.fields))
-        if unexplained:
-            # A column summed into no field would silently break additivity.
-            raise ModelError(
-                f"every design column's source must be an explained field, but got "
-                f"{unexplained}; add them to FIELD_FACTORS and field_labels"
-            )
-        self._grouping = np.array([[s == f for f in self.fields] for s in sources], dtype=float)
+        # Every column is summed into the field it explains, so the items stay additive.
+        self._grouping = np.array(
+            [[c.field == f for f in self.fields] for c in DESIGN_COLUMNS], dtype=float
+        )
         if self.linear:
             self._background_means = background_array.mean(axis=0)
             self.base_value = self.background_mean_margin

@@ -56,6 +56,31 @@ def _median_bound(curve):
     return np.nan_to_num(median_months(curve), nan=NOT_REACHED)
 
 
+def _analytic_summary(curves: CoxCurves, design) -> tuple[CurveSummary, np.ndarray]:
+    """Delta-method summary of every modality's curve, and the variances of its functionals."""
+    curve, lower, upper = curves.survival_interval(design, z=_Z)
+    value, variance = curves.functional(design, _WEIGHTS)
+    rmst, rmst_se = value[-1], np.sqrt(variance[-1])
+    spread = np.exp(_Z * rmst_se / np.maximum(rmst, 1e-12))
+    summary = CurveSummary(
+        curve=curve,
+        curve_lower=lower,
+        curve_upper=upper,
+        median=median_months(curve),
+        median_lower=_median_bound(lower),
+        median_upper=_median_bound(upper),
+        at_horizons=curve[..., _HORIZON_INDEX],
+        at_horizons_lower=lower[..., _HORIZON_INDEX],
+        at_horizons_upper=upper[..., _HORIZON_INDEX],
+        rmst=rmst,
+        rmst_lower=rmst / spread,
+        rmst_upper=np.minimum(rmst * spread, RMST_HORIZON_MONTHS),
+        member_at_horizons=None,
+        member_rmst=None,
+    )
+    return summary, variance
+
+
 def analytic_comparison(curves: CoxCurves, design, planned) -> ModalityComparison:
     """Every modality's curve summary and its paired difference from the planned one.
 
@@ -79,26 +104,7 @@ def analytic_comparison(curves: CoxCurves, design, planned) -> ModalityCompariso
     ModalityComparison
     """
     planned = np.asarray(planned, dtype=int)
-    curve, lower, upper = curves.survival_interval(design, z=_Z)
-    value, variance = curves.functional(design, _WEIGHTS)
-    rmst, rmst_se = value[-1], np.sqrt(variance[-1])
-    spread = np.exp(_Z * rmst_se / np.maximum(rmst, 1e-12))
-    summary = CurveSummary(
-        curve=curve,
-        curve_lower=lower,
-        curve_upper=upper,
-        median=median_months(curve),
-        median_lower=_median_bound(lower),
-        median_upper=_median_bound(upper),
-        at_horizons=curve[..., _HORIZON_INDEX],
-        at_horizons_lower=lower[..., _HORIZON_INDEX],
-        at_horizons_upper=upper[..., _HORIZON_INDEX],
-        rmst=rmst,
-        rmst_lower=rmst / spread,
-        rmst_upper=np.minimum(rmst * spread, RMST_HORIZON_MONTHS),
-        member_at_horizons=None,
-        member_rmst=None,
-    )
+    summary, variance = _analytic_summary(curves, design)
     reference = design[planned, np.arange(planned.size)]
     difference, difference_variance = curves.functional(
         design, _WEIGHTS, reference=np.broadcast_to(reference, design.shape)

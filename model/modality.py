@@ -58,7 +58,7 @@ MONTH_DIGITS = 1
 RMST_DIGITS = 2
 
 
-def percentile_interval(members, point, level=INTERVAL_LEVEL):
+def percentile_interval(members, point, level=INTERVAL_LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise percentile interval of an ensemble (bootstrap members or resampled draws).
 
     Parameters
@@ -222,8 +222,8 @@ class CurveSummary:
     rmst: np.ndarray
     rmst_lower: np.ndarray
     rmst_upper: np.ndarray
-    member_at_horizons: np.ndarray
-    member_rmst: np.ndarray
+    member_at_horizons: np.ndarray | None
+    member_rmst: np.ndarray | None
 
 
 def summarise_curves(point, members, months=MONTH_GRID):
@@ -309,6 +309,12 @@ def compare_modalities(summary: CurveSummary, planned) -> ModalityComparison:
     -------
     ModalityComparison
     """
+    if summary.member_at_horizons is None or summary.member_rmst is None:
+        raise ModelError(
+            "compare_modalities needs the ensemble members' curves (`summarise_curves` of "
+            "bootstrap members), but the summary has none; use analytic_comparison for Cox "
+            "components"
+        )
     planned = np.asarray(planned, dtype=int)
     patients = np.arange(planned.size)
     # Pairing member b with itself cancels the between-member spread that both modalities share

@@ -10,7 +10,7 @@ import pandas as pd
 
 from model.bundle import ModelBundle
 from model.exceptions import ModelError
-from model.schema import MODALITIES
+from model.schema import BURDEN_CATEGORIES, MODALITIES
 
 __all__ = [
     "BURDEN_LABELS",
@@ -31,7 +31,7 @@ MIN_SIMILAR_TREATED = 10
 """Fewer training patients of the same grade and burden category who received a modality than
 this, and its prediction is flagged as extrapolation."""
 
-BURDEN_LABELS = {"<25": "<25 %", "25-50": "25–50 %", "50-75": "50–75 %", ">75": ">75 %"}
+BURDEN_LABELS = {c: c.replace("-", "–") + " %" for c in BURDEN_CATEGORIES}
 """Burden categories of :data:`model.schema.BURDEN_CATEGORIES` as written for readers."""
 
 

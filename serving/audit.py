@@ -237,7 +237,7 @@ class AuditLog:
         try:
             with _exclusive(descriptor):
                 seq, prev_hash = self._tail(descriptor)
-                records = []
+                records: list[dict] = []
                 for entry in entries:
                     records.append(self._record(entry, seq + len(records), prev_hash))
                     prev_hash = records[-1]["record_hash"]
@@ -319,7 +319,8 @@ class AuditLog:
         as a note, never as a deletion.
         """
         with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-            if int(self.read_head()["count"]) >= count:
+            current = self.read_head()
+            if current is not None and int(current["count"]) >= count:
                 return
         head = {
             "count": count,

@@ -13,6 +13,8 @@ import click
 
 from serving.exceptions import ServingError
 from serving.settings import hash_token, load_settings
+from store import registry
+from store.exceptions import BundleIntegrityError, RegistryError
 
 __all__ = ["audit", "serve", "token_hash"]
 
@@ -35,9 +37,6 @@ def serve(ctx: click.Context, port: int, host: str) -> None:
 
     Replaces this process with `bentoml serve serving.service:NetPrognosis`.
     """
-    from training import registry
-    from training.exceptions import BundleIntegrityError, RegistryError
-
     try:
         settings = load_settings()
         registry.verify(registry.get_model(settings.model_tag))
@@ -58,9 +57,18 @@ def serve(ctx: click.Context, port: int, host: str) -> None:
 
 
 def _train_synthetic_default(ctx: click.Context) -> None:
-    from training.cli import main
-
-    ctx.invoke(main.get_command(ctx, "train"), data="synthetic")
+    """Run the `train` command of the command line this one belongs to (`netprog`), which
+    serving does not import: training sits beside serving, not below it."""
+    root = ctx.find_root()
+    train = None
+    if isinstance(root.command, click.Group):
+        train = root.command.get_command(root, "train")
+    if train is None:
+        raise click.ClickException(
+            "the model store holds no model and this command line has no `train`; run "
+            "`netprog train --data synthetic`, then `netprog serve`"
+        )
+    ctx.invoke(train, data="synthetic")
 
 
 @click.group(invoke_without_command=True)

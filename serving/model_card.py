@@ -9,8 +9,8 @@ from pathlib import Path
 import bentoml
 
 from model.bundle import ModelBundle
+from model.intended_use import INTENDED_USE, LIMITATIONS
 from model.predictor import REAL_DISCLAIMER, SYNTHETIC_DISCLAIMER
-from training.model_card import INTENDED_USE, LIMITATIONS
 
 __all__ = ["OUT_OF_SCOPE", "STORED_CARD_FILE", "build_model_card"]
 

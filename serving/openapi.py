@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 import attrs
-from _bentoml_sdk.service.factory import Service
 from pydantic import BaseModel
 
 from serving.cds_hooks import (
@@ -33,6 +34,7 @@ from serving.schemas import (
     OperationOutcome,
 )
 from serving.security import PROTECTED_PREFIXES
+from store.bentoml_compat import Service
 
 __all__ = ["ERROR_RESPONSES", "NetPrognosisService"]
 
@@ -246,7 +248,7 @@ def _response(description: str, media: dict[str, tuple[str | tuple[str, ...], ob
     return {"description": description, "content": content}
 
 
-def _responses(errors: dict[str, tuple[str, dict]]) -> dict[str, dict]:
+def _responses(errors: Mapping[str, tuple[str, Any]]) -> dict[str, dict]:
     return {code: _response(*answer) for code, answer in errors.items()}
 
 
@@ -268,30 +270,8 @@ def _example(name: str) -> dict:
 
 def _raw_body_routes() -> dict[tuple[str, str], dict]:
     """What the routes that read their body themselves (FHIR, CDS Hooks) take and answer."""
-    service_id = {
-        "name": "service_id",
-        "in": "path",
-        "required": True,
-        "description": "The CDS service: " + ", ".join(f"`{k}` ({v})" for k, v in HOOKS.items()),
-        "schema": {"type": "string", "enum": list(HOOKS)},
-    }
     return {
-        (ROUTE_FHIR_PROGNOSIS, "post"): {
-            "request": {media: _ref("FhirBundle") for media in FHIR_MEDIA_TYPES},
-            "responses": {
-                "200": {
-                    "description": "The prognosis, with the mapped patient and its provenance.",
-                    "content": {
-                        _JSON: {
-                            "schema": _ref("FhirPrognosis"),
-                            "example": _fhir_prognosis_example(),
-                        }
-                    },
-                },
-                **_responses(_FHIR_ERRORS),
-                "503": _error_response("503"),
-            },
-        },
+        (ROUTE_FHIR_PROGNOSIS, "post"): _fhir_route(),
         (ROUTE_DISCOVERY, "get"): {
             "responses": {
                 "200": {
@@ -300,6 +280,38 @@ def _raw_body_routes() -> dict[tuple[str, str], dict]:
                 }
             },
         },
+        **_cds_routes(),
+    }
+
+
+def _fhir_route() -> dict:
+    return {
+        "request": {media: _ref("FhirBundle") for media in FHIR_MEDIA_TYPES},
+        "responses": {
+            "200": {
+                "description": "The prognosis, with the mapped patient and its provenance.",
+                "content": {
+                    _JSON: {
+                        "schema": _ref("FhirPrognosis"),
+                        "example": _fhir_prognosis_example(),
+                    }
+                },
+            },
+            **_responses(_FHIR_ERRORS),
+            "503": _error_response("503"),
+        },
+    }
+
+
+def _cds_routes() -> dict[tuple[str, str], dict]:
+    service_id = {
+        "name": "service_id",
+        "in": "path",
+        "required": True,
+        "description": "The CDS service: " + ", ".join(f"`{k}` ({v})" for k, v in HOOKS.items()),
+        "schema": {"type": "string", "enum": list(HOOKS)},
+    }
+    return {
         (_CDS_SERVICE, "post"): {
             "parameters": [service_id],
             "request": {_JSON: _ref("CdsHookRequest")},

@@ -1,22 +1,30 @@
-"""HTTP request and response bodies of the `/v1` API, derived from `model.schema.Patient`.
+"""HTTP request and response bodies of the `/v1` API, derived from the model's own types.
 
-The response models document what :class:`model.predictor.Predictor` returns (the service
-sends the predictor's JSON as is, without re-validating it, because validating ~1,000 nested
-objects per prognosis would cost more than the prediction's own JSON encoding); the test
-suite validates real responses against them so that the OpenAPI document cannot drift.
+Requests are `model.schema.Patient`'s. The prognosis models are generated from the typed
+dicts of `model.prognosis_shape`, the one definition of what :class:`model.predictor.Predictor`
+returns. They document the answer in the OpenAPI document and validate answers in the test
+suite; the service sends the predictor's dicts as they are, without validating them per
+request (validating ~1,000 nested objects per prognosis would cost more than the
+prediction's own JSON encoding).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
+import types
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 import bentoml
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
+from typing_extensions import is_typeddict
 
+from model import prognosis_shape as shape
 from model.bundle import MONTH_GRID
-from model.schema import NOT_A_BOOLEAN, Patient
+from model.schema import NOT_A_BOOLEAN, Patient, example_patients
 from serving.settings import load_settings
 
 __all__ = [
@@ -41,46 +49,13 @@ MAX_BATCH = load_settings().max_batch
 
 _EXAMPLES = Path(__file__).with_name("examples")
 
-EXAMPLE_PATIENT = {
-    "age_years": 64,
-    "sex": "male",
-    "who_grade": "G2",
-    "ki67_percent": 8,
-    "tumor_burden_percent": 40,
-    "primary_site": "pancreas",
-    "prior_hepatic_treatment": True,
-    "primary_resected": False,
-    "extrahepatic_metastases": False,
-    "somatostatin_analog": True,
-    "biologic_therapy": True,
-    "cytotoxic_chemotherapy": False,
-    "planned_modality": "SIRT",
-}
-EXAMPLE_REQUEST = {"patient": EXAMPLE_PATIENT}
-EXAMPLE_BATCH_REQUEST = {
-    "patients": [
-        EXAMPLE_PATIENT,
-        {
-            "age_years": 71,
-            "ki67_percent": 35,
-            "tumor_burden_percent": 60,
-            "primary_site": "lung",
-            "prior_hepatic_treatment": False,
-            "extrahepatic_metastases": True,
-            "somatostatin_analog": False,
-            "biologic_therapy": False,
-            "cytotoxic_chemotherapy": True,
-            "planned_modality": "TAE",
-        },
-    ]
-}
+EXAMPLE_BATCH_REQUEST: dict[str, Any] = {"patients": example_patients()}
+"""The API's example patients, from each field's `examples` in `model.schema`."""
+EXAMPLE_PATIENT = EXAMPLE_BATCH_REQUEST["patients"][0]
+EXAMPLE_REQUEST: dict[str, Any] = {"patient": EXAMPLE_PATIENT}
 EXAMPLE_PROGNOSIS = json.loads((_EXAMPLES / "prognosis_response.json").read_text(encoding="utf-8"))
 """A real prognosis of `EXAMPLE_PATIENT`, its curves cut to months 0, 12, 24 and 60."""
 EXAMPLE_MODEL_CARD = json.loads((_EXAMPLES / "model_card.json").read_text(encoding="utf-8"))
-
-Probability = Annotated[float, Field(ge=0, le=1)]
-Months = Annotated[float, Field(ge=0)]
-HorizonKey = Literal["12", "24", "36", "60"]
 
 
 class _Strict(BaseModel):
@@ -114,263 +89,61 @@ class BatchRequest(bentoml.IODescriptor):
     patients: Annotated[list[Patient], Field(min_length=1, max_length=MAX_BATCH)]
 
 
-class Interval(_Strict):
-    """A point estimate with its 95 % interval."""
+@functools.cache
+def model_of(shape: type) -> Any:
+    """The pydantic model of a typed dict of `model.prognosis_shape`, nested ones as models.
 
-    value: float
-    lower: float
-    upper: float
-
-
-class HorizonSurvival(Interval):
-    """Survival at a horizon; `extrapolated` when beyond adequate training follow-up."""
-
-    extrapolated: bool | None = None
-
-
-class Median(_Strict):
-    """Median months with interval; None where not reached within the 120-month grid."""
-
-    value: Months | None
-    lower: Months | None
-    upper: Months | None
-    reached: bool
-    text: str
-    extrapolated: bool | None = None
-
-
-class CurvePoint(_Strict):
-    """One point of a survival curve with its pointwise 95 % interval."""
-
-    month: Months
-    survival: Probability
-    lower: Probability
-    upper: Probability
-
-
-class CheckMedian(_Strict):
-    value: Months | None
-    reached: bool
-
-
-class CheckModel(_Strict):
-    """The other model family's answer, as a plausibility check."""
-
-    model: str
-    median_months: CheckMedian
-    survival_at: dict[HorizonKey, Probability]
-    median_ratio: float | None
-    models_disagree: bool
-
-
-class ExplanationItem(_Strict):
-    """One patient field's SHAP contribution on the log relative hazard scale."""
-
-    field: str
-    factor: str
-    label: str
-    contribution: float
-    hazard_ratio: float
-
-
-class Explanation(_Strict):
-    """Additive SHAP contributions to the log relative hazard against a stated baseline."""
-
-    scale: str
-    method: str
-    base_value: float
-    baseline: str
-    margin: float
-    hazard_ratio_vs_baseline: float
-    note: str
-    items: list[ExplanationItem]
-
-
-class Difference(_Strict):
-    """This modality minus the planned one."""
-
-    survival_at: dict[HorizonKey, Interval]
-    rmst_60_months: Interval
-
-
-class Support(_Strict):
-    """How much training data there is about patients like this one under the modality."""
-
-    propensity: Probability
-    similar_treated: int
-    similar_definition: str
-    extrapolation: bool
-    source_patients: int | None = Field(
-        default=None,
-        description="For a model built from published aggregates (the synthetic default): "
-        "about how many real patients of this grade received the modality in the source "
-        "studies; null for a model trained on a registry.",
-    )
-    warning: str | None
-
-
-class ModalityEntry(_Strict):
-    """The same patient under one modality."""
-
-    modality: Literal["TACE", "TAE", "SIRT"]
-    planned: bool
-    median_months: Median
-    survival_at: dict[HorizonKey, HorizonSurvival]
-    rmst_60_months: Interval
-    curve: list[CurvePoint]
-    difference_vs_planned: Difference | None
-    support: Support
-    caveat: str
-
-
-class Conditional(_Strict):
-    """Survival given freedom from the event up to `months_since_treatment`."""
-
-    months_since_treatment: Months
-    survival_at_start: Probability
-    median_months: Median
-    median_remaining_months: Months | None
-    additional_survival_at: dict[HorizonKey, Interval | None]
-    curve: list[CurvePoint]
-
-
-class AtRisk(_Strict):
-    """Training patients still at risk (event-free and under follow-up) at a month."""
-
-    month: Annotated[int, Field(ge=0)]
-    at_risk: Annotated[int, Field(ge=0)]
-
-
-class EndpointPrognosis(_Strict):
-    """The prognosis of one endpoint (HPFS or OS) under the planned modality."""
-
-    model: str
-    event: str = Field(
-        description='"hepatic progression or death" (HPFS: whichever comes first) or "death" (OS).'
-    )
-    modality: Literal["TACE", "TAE", "SIRT"]
-    median_months: Median
-    survival_at: dict[HorizonKey, HorizonSurvival]
-    rmst_60_months: Interval
-    curve: list[CurvePoint]
-    max_follow_up_months: Months
-    extrapolated_from_month: int | None
-    numbers_at_risk: list[AtRisk] | None = Field(
-        None,
-        description="Training patients at risk every 12 months, as printed under a "
-        "Kaplan-Meier figure; None for models saved before they were recorded.",
-    )
-    interval_method: str | None = Field(
-        None,
-        description="How the 95 % intervals were made: the delta method on a relaxed Cox "
-        "model (log-log scale) or bootstrap percentiles of the boosted model.",
-    )
-    risk_percentile: Annotated[float, Field(ge=0, le=100)]
-    check_model: CheckModel | None
-    conditional: Conditional | None = None
-    explanation: Explanation
-    modalities: list[ModalityEntry]
-
-
-class IncidencePoint(_Strict):
-    """One point of a cumulative incidence curve with its pointwise 95 % interval."""
-
-    month: Months
-    incidence: Probability
-    lower: Probability
-    upper: Probability
-
-
-class ModalityIncidence(_Strict):
-    """The cumulative incidence of hepatic progression under one modality."""
-
-    modality: Literal["TACE", "TAE", "SIRT"]
-    cumulative_incidence_at: dict[HorizonKey, HorizonSurvival]
-
-
-class HepaticProgression(_Strict):
-    """Cumulative incidence of hepatic progression, death as a competing event.
-
-    Not 1 - HPFS: HPFS also ends at death, and a patient who dies first can no longer progress.
+    The typed dict's docstring, its fields' constraints and descriptions and its pydantic
+    config (else ``extra="forbid"``) carry over.
     """
-
-    measure: str
-    event: str
-    competing_event: str
-    modality: Literal["TACE", "TAE", "SIRT"]
-    cumulative_incidence_at: dict[HorizonKey, HorizonSurvival]
-    curve: list[IncidencePoint]
-    modalities: list[ModalityIncidence]
-    interval_method: str
-    note: str
-
-
-class IntervalUncertainty(_Strict):
-    """Which uncertainty the intervals carry."""
-
-    kind: Literal["sampling", "literature"] = Field(
-        description="sampling: of the training cohort (a model trained on a registry); "
-        "literature: of the published estimates the synthetic default rests on."
+    config = getattr(shape, "__pydantic_config__", None) or ConfigDict(extra="forbid")
+    return create_model(
+        shape.__name__,
+        __config__=config,
+        __doc__=shape.__doc__,
+        __module__=__name__,
+        **fields_of(shape),
     )
-    text: str
 
 
-class ModelInfo(_Strict):
-    """Which model answered."""
-
-    tag: str | None
-    trained_on: Literal["synthetic", "real"]
-    data_fingerprint: str | None
-    trained_at: str | None
-    schema_version: str
-    primary_model: dict[str, str]
-    check_model: dict[str, str | None]
-    n_bootstrap: dict[str, int] = Field(
-        description="Bootstrap refits behind the intervals per endpoint; 0 where they are "
-        "delta-method intervals (see interval_method)."
-    )
-    interval_method: dict[str, str] = Field(
-        description="How each endpoint's 95 % intervals were computed."
-    )
-    uncertainty: IntervalUncertainty
+def fields_of(shape: type) -> dict[str, Any]:
+    """A typed dict's keys as pydantic field definitions: `NotRequired` keys default to None."""
+    fields: dict[str, Any] = {}
+    for key, hint in typing.get_type_hints(shape, include_extras=True).items():
+        if typing.get_origin(hint) is NotRequired:
+            fields[key] = (_with_models(typing.get_args(hint)[0]), None)
+        else:
+            fields[key] = (_with_models(hint), ...)
+    return fields
 
 
-class PatientSummary(_Strict):
-    """The derived categories the model used."""
-
-    who_grade: Literal["G1", "G2", "G3"]
-    grade_source: Literal["who_grade", "ki67_percent"]
-    burden_category: str
-    modality: Literal["TACE", "TAE", "SIRT"]
-    planned_modality_given: bool
-
-
-class PrognosisWarning(BaseModel):
-    """A caveat the clinician must see; `code` is stable, `message` is for people."""
-
-    model_config = ConfigDict(extra="allow")
-
-    code: str
-    message: str
+def _with_models(hint: Any) -> Any:
+    """`hint` with every typed dict inside it replaced by its model."""
+    if is_typeddict(hint):
+        return model_of(hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return Annotated[(_with_models(args[0]), *hint.__metadata__)]
+    if origin in (types.UnionType, typing.Union):
+        return functools.reduce(operator.or_, [_with_models(arg) for arg in args])
+    if origin in (list, dict):
+        return origin[tuple(_with_models(arg) for arg in args)]
+    return hint
 
 
-class Prognosis(bentoml.IODescriptor):
-    """The prognosis of one patient: HPFS and OS, explanations and the modality comparison."""
-
+class _Answer(bentoml.IODescriptor):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_PROGNOSIS})
 
-    prediction_id: str = Field(description="UUID4 of this prediction, as in the audit log.")
-    model: ModelInfo
-    hpfs: EndpointPrognosis
-    os: EndpointPrognosis
-    hepatic_progression: HepaticProgression | None = Field(
-        None,
-        description="Cumulative incidence of hepatic progression (death as a competing event); "
-        "None when the primary model has no cause-specific Cox components.",
-    )
-    patient_summary: PatientSummary
-    warnings: list[PrognosisWarning]
-    disclaimer: str
+
+Prognosis: Any = create_model(
+    "Prognosis",
+    __base__=_Answer,
+    __doc__=shape.PrognosisShape.__doc__,
+    __module__=__name__,
+    prediction_id=(str, Field(description="UUID4 of this prediction, as in the audit log.")),
+    **fields_of(shape.PrognosisShape),
+)
+"""`model.prognosis_shape.PrognosisShape` after the prediction id: the `/v1/prognosis` answer."""
 
 
 class PrognosisList(RootModel[list[Prognosis]], bentoml.IODescriptor):

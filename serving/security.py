@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.settings import Settings, load_settings
+from store.bentoml_compat import INTERNAL_LOGGERS
 
 __all__ = [
     "CALLER_STATE_KEY",
@@ -39,13 +40,7 @@ PROTECTED_PREFIXES = ("/v1", "/cds-services")
 """Routes under these prefixes need a bearer token when tokens are configured."""
 CALLER_STATE_KEY = "netprog_token_hash"
 """Key in the ASGI scope's `state` holding the authenticated caller's token hash (or None)."""
-REDACTED_LOGGERS = (
-    "bentoml._internal.server.http_app",
-    "bentoml.serve",
-    "_bentoml_sdk.io_models",
-    "_bentoml_impl.server.app",
-    "uvicorn.error",
-)
+REDACTED_LOGGERS = (*INTERNAL_LOGGERS, "bentoml.serve", "uvicorn.error")
 """Loggers through which BentoML and uvicorn report request exceptions."""
 ACCESS_LOGGERS = ("uvicorn.access",)
 """Loggers whose lines quote the request target with its query string (uvicorn's access log,

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         """The audit log file, defaulting to a folder under `BENTOML_HOME`."""
         if self.audit_log is not None:
             return self.audit_log
-        from training.registry import store_home
+        from store.registry import store_home
 
         return store_home() / AUDIT_DIR_NAME / "audit.jsonl"
 

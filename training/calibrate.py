@@ -99,12 +99,10 @@ def calibrate_hazards(spec: CohortSpec, endpoint: str, n: int = 100_000, seed: i
     the grades.
 
     Both endpoints are fitted on the true population curves of each grade, which Kaplan-Meier
-    estimates without bias because censoring (accrual and loss to follow-up) is independent
-    of the patient. For OS that is the Cox model's survival. HPFS ends at progression or
-    death, whichever comes first (the conventional definition; Chen 2017 does not state its
-    own, so the convention is assumed), so its curve is ``exp(-H_progression - H_death)``
-    with the spec's (already calibrated) OS model as the death hazard; only the cause-specific
-    progression hazard is fitted.
+    estimates without bias because censoring is independent of the patient. HPFS ends at
+    progression or death, whichever first (the convention; Chen 2017 does not state its own),
+    so its curve is ``exp(-H_progression - H_death)`` with the spec's (already calibrated) OS
+    model as the death hazard; only the cause-specific progression hazard is fitted.
     """
     patients = simulate_treated_patients(n, np.random.default_rng(seed), spec)
     grades = patients["who_grade"].to_numpy()

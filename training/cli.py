@@ -17,6 +17,7 @@ from training.exceptions import (
     CohortReadError,
     CohortValidationError,
     GateRefusedError,
+    StoreError,
     TrainingError,
 )
 from training.holdout import DEFAULT_HOLDOUT_FRACTION
@@ -198,7 +199,7 @@ def train(**options) -> None:
     except (CohortReadError, CohortValidationError) as error:
         record.fail(EXIT_INVALID_DATA, "invalid_data", error)
         console.print(str(error), markup=False, highlight=False)
-    except TrainingError as error:
+    except (TrainingError, StoreError) as error:
         record.fail(EXIT_FAILED, "failed", error)
         console.print(str(error), markup=False, highlight=False)
     except Exception as error:
@@ -317,7 +318,7 @@ class RunRecord:
         self.body.update(status=status, error=f"{type(error).__name__}: {error}")
 
     def write(self) -> None:
-        from training import registry
+        from store import registry
 
         self.body.update(
             exit_code=self.code,
@@ -433,7 +434,7 @@ def promote(tag: str, force: bool, reason: str) -> None:
         _print_gate(console, error.decision)
         console.print(str(error), markup=False, highlight=False)
         sys.exit(EXIT_REFUSED)
-    except TrainingError as error:
+    except (TrainingError, StoreError) as error:
         console.print(str(error), markup=False, highlight=False)
         sys.exit(EXIT_FAILED)
     _print_gate(console, decision)
@@ -445,11 +446,11 @@ def promote(tag: str, force: bool, reason: str) -> None:
 @main.command()
 def rollback() -> None:
     """Restore the previous production model."""
-    from training import registry
+    from store import registry
 
     try:
         tag = registry.rollback()
-    except TrainingError as error:
+    except (TrainingError, StoreError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"production is now {tag}")
 
@@ -465,7 +466,7 @@ def dictionary() -> None:
 @main.command("models")
 def list_models() -> None:
     """List registered bundles, newest first, marking production."""
-    from training import registry
+    from store import registry
 
     production = registry.production_tag()
     for model in registry.list_models():
@@ -474,13 +475,3 @@ def list_models() -> None:
             f"{mark} {model.tag}  {model.info.labels.get('trained_on', '?'):9}  "
             f"{model.info.creation_time:%Y-%m-%d %H:%M}"
         )
-
-
-def _add_serving_commands() -> None:
-    from serving.cli import audit, serve, token_hash
-
-    for command in (serve, audit, token_hash):
-        main.add_command(command)
-
-
-_add_serving_commands()

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import annotated_types
 from pydantic.fields import FieldInfo
 
-from model.schema import FEATURE_SOURCES, MODALITIES, TRUTH_PREFIX, Patient
+from model.schema import (
+    FEATURE_SOURCES,
+    GRADE_SOURCES,
+    MODALITIES,
+    TRUTH_PREFIX,
+    Patient,
+    unit_of,
+)
 from training.synthetic import HPFS_EVENT_TYPES
 from training.validate import COHORT_SCHEMA
 
@@ -20,7 +27,7 @@ __all__ = ["Column", "cohort_columns", "dictionary_markdown"]
 
 HEADER = ("column", "type", "allowed values / range", "unit", "required", "predictor", "meaning")
 
-_GRADE_OR_KI67 = {"who_grade": "ki67_percent", "ki67_percent": "who_grade"}
+_GRADE_OR_KI67 = dict(zip(GRADE_SOURCES, reversed(GRADE_SOURCES), strict=True))
 
 _COHORT_ONLY = {
     "patient_id": (
@@ -171,7 +178,7 @@ def cohort_columns() -> list[Column]:
     ]
     for name, field in Patient.model_fields.items():
         kind, allowed = _kind(field)
-        unit = (field.json_schema_extra or {}).get("unit", "")  # type: ignore[union-attr]
+        unit = unit_of(name)
         columns.append(
             Column(
                 name,

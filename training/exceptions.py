@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+# The store's errors, defined in store/exceptions.py, are raised through training's commands too.
+from store.exceptions import BundleIntegrityError, RegistryError, StoreError
+
+__all__ = [
+    "BundleIntegrityError",
+    "CohortLabelError",
+    "CohortReadError",
+    "CohortValidationError",
+    "EvaluationInputError",
+    "GateRefusedError",
+    "MissingTruthError",
+    "ParallelBackendError",
+    "RegistryError",
+    "SourceUnavailableError",
+    "StoreError",
+    "TrainingError",
+]
+
 
 class TrainingError(ValueError):
     """Base class of the training package's errors."""
@@ -32,14 +50,6 @@ class EvaluationInputError(TrainingError):
 
 class MissingTruthError(TrainingError):
     """An oracle quantity was asked of a cohort without the generator's `true_*` columns."""
-
-
-class RegistryError(TrainingError):
-    """The model store has no such model, or the pointer cannot move as asked."""
-
-
-class BundleIntegrityError(TrainingError):
-    """A registered artifact is missing or altered since training."""
 
 
 class SourceUnavailableError(TrainingError):

@@ -217,8 +217,7 @@ def fit_endpoint_models(
     refit those choices on resampled rows (``tuned_params``) instead of tuning again, which
     made the ensembles about 20 times cheaper on large cohorts. The intervals therefore show
     the sampling variability of the chosen model, not of the tuning. With `ensembles`
-    (``{endpoint: family}``) only that family of each endpoint gets members; the others keep
-    their full fit alone.
+    (``{endpoint: family}``) only that family of each endpoint gets members.
 
     Returns
     -------
@@ -226,8 +225,6 @@ def fit_endpoint_models(
         ``{endpoint: {family: EndpointModel}}``.
     """
     estimator_params = estimator_params or {}
-    rng = np.random.default_rng(seed)
-    resamples = [rng.integers(0, len(design), len(design)) for _ in range(n_bootstrap)]
     pairs = [(endpoint, name) for endpoint in targets for name in ESTIMATORS]
     fulls = Parallel(n_jobs=n_jobs)(
         delayed(_fit_curve_model)(
@@ -235,49 +232,71 @@ def fit_endpoint_models(
         )
         for endpoint, name in pairs
     )
-    member_estimators = {
-        pair: make_estimator(
-            pair[1], seed, {**estimator_params.get(pair[1], {}), **full.estimator.tuned_params()}
-        )
-        for pair, full in zip(pairs, fulls, strict=True)
-    }
-    linear = [pair for pair, full in zip(pairs, fulls, strict=True) if full.coef is not None]
+    full_of: dict[tuple[str, str], CurveModel] = dict(zip(pairs, fulls, strict=True))
+    linear = [pair for pair in pairs if full_of[pair].coef is not None]
     with_members = [
         pair
         for pair in pairs
         if pair not in linear and (ensembles is None or ensembles[pair[0]] == pair[1])
     ]
-    full_of = dict(zip(pairs, fulls, strict=True))
-    component_tasks = [
-        (pair, target) for pair in linear if components for target in components[pair[0]]
-    ]
-    # A component on the endpoint's own target (OS) is the full fit itself: no second tuning.
-    fitted_components = Parallel(n_jobs=n_jobs)(
-        delayed(component_inference)(full_of[pair].estimator, design, target)
-        if np.array_equal(target, targets[pair[0]])
-        else delayed(fit_component)(pair[1], seed, estimator_params.get(pair[1]), design, target)
-        for pair, target in component_tasks
+    fitting = {"design": design, "seed": seed, "estimator_params": estimator_params}
+    components_of = _fit_components(
+        full_of, linear, targets, components or {}, n_jobs=n_jobs, **fitting
     )
-    components_of: dict[tuple, list] = {}
-    for (pair, _), inference in zip(component_tasks, fitted_components, strict=True):
-        components_of.setdefault(pair, []).append(inference)
-    members = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_curve_model)(member_estimators[pair], design, targets[pair[0]], rows)
-        for pair in with_members
-        for rows in resamples
+    ensemble_of = _fit_members(
+        full_of, with_members, targets, n_bootstrap, n_jobs=n_jobs, **fitting
     )
-    ensemble_of = {
-        pair: members[i * n_bootstrap : (i + 1) * n_bootstrap]
-        for i, pair in enumerate(with_members)
-    }
     models: dict[str, dict[str, EndpointModel]] = {endpoint: {} for endpoint in targets}
-    for (endpoint, name), full in zip(pairs, fulls, strict=True):
+    for (endpoint, name), full in full_of.items():
         training_log_hazard = np.sort(full.log_hazard(design.to_numpy()))
         ensemble = ensemble_of.get((endpoint, name), [])
         models[endpoint][name] = EndpointModel(
             name, full, ensemble, training_log_hazard, components_of.get((endpoint, name), [])
         )
     return models
+
+
+def _fit_components(
+    full_of, linear, targets, components, *, design, seed, estimator_params, n_jobs
+):
+    """Each linear family's relaxed Cox components, ``{(endpoint, family): [component, ...]}``."""
+    tasks = [(pair, target) for pair in linear for target in components.get(pair[0], [])]
+    # A component on the endpoint's own target (OS) is the full fit itself: no second tuning.
+    fitted = Parallel(n_jobs=n_jobs)(
+        delayed(component_inference)(full_of[pair].estimator, design, target)
+        if np.array_equal(target, targets[pair[0]])
+        else delayed(fit_component)(pair[1], seed, estimator_params.get(pair[1]), design, target)
+        for pair, target in tasks
+    )
+    components_of: dict[tuple, list] = {}
+    for (pair, _), inference in zip(tasks, fitted, strict=True):
+        components_of.setdefault(pair, []).append(inference)
+    return components_of
+
+
+def _fit_members(
+    full_of, with_members, targets, n_bootstrap, *, design, seed, estimator_params, n_jobs
+):
+    """Bootstrap members of each family in `with_members`, refitting its tuned choices."""
+    rng = np.random.default_rng(seed)
+    resamples = [rng.integers(0, len(design), len(design)) for _ in range(n_bootstrap)]
+    member_estimators = {
+        pair: make_estimator(
+            pair[1],
+            seed,
+            {**estimator_params.get(pair[1], {}), **full_of[pair].estimator.tuned_params()},
+        )
+        for pair in with_members
+    }
+    members = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_curve_model)(member_estimators[pair], design, targets[pair[0]], rows)
+        for pair in with_members
+        for rows in resamples
+    )
+    return {
+        pair: members[i * n_bootstrap : (i + 1) * n_bootstrap]
+        for i, pair in enumerate(with_members)
+    }
 
 
 def fit_propensity(cohort: pd.DataFrame, seed: int = 0):
@@ -331,6 +350,28 @@ def data_fingerprint(cohort: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _with_evidence(models: dict, evidence: CohortSpec, n_patients: int) -> dict:
+    """Give the Cox components the published estimates' uncertainty; the bundle's metadata."""
+    evidence_base = load_evidence_base()
+    n_source = evidence_base["baseline_source_patients"]
+    for endpoint, families in models.items():
+        # The boosted family has no components: its bootstrap intervals are sampling-only.
+        for family in (f for f in families.values() if f.components):
+            family.components = [
+                with_literature_uncertainty(
+                    component, literature_standard_errors(evidence, source), n_patients, n_source
+                )
+                for component, source in zip(
+                    family.components, COMPONENT_ENDPOINTS[endpoint], strict=True
+                )
+            ]
+    return {
+        "uncertainty": {"kind": "literature", "text": LITERATURE_UNCERTAINTY},
+        "evidence_base": evidence_base,
+        "modality_effects": evidence.effects,
+    }
+
+
 def fit_bundle(
     cohort: pd.DataFrame,
     *,
@@ -350,62 +391,34 @@ def fit_bundle(
     ----------
     cohort : DataFrame, shape = (n_patients, n_columns)
         A validated cohort (`training.validate.validate_cohort`); `true_*` columns are ignored.
-    seed : int
-        Seeds every estimator, bootstrap resample and the SHAP background sample.
-    n_bootstrap : int
-        Ensemble size per endpoint and model family, for prediction intervals.
+    seed, n_bootstrap : int
+        Seeds every estimator, resample and the SHAP background; ensemble size per family.
     primary : dict, optional
         The primary model family per endpoint (from cross-validation); coxnet by default.
     estimator_params : dict, optional
         Extra constructor arguments per family, e.g. ``{"xgboost": {"device": "cuda"}}``.
     primary_ensembles_only : bool
-        Fit bootstrap members for each endpoint's primary family only (the training
-        pipeline's choice: the other family serves as the check model, whose full fit alone
-        is used); otherwise for every family, so that either can be made primary later.
+        Fit bootstrap members for each endpoint's primary family only (the pipeline's choice:
+        the other family, the check model, keeps its full fit alone); else for every family.
     evidence : CohortSpec, optional
-        The specification `cohort` was simulated from, for the built-in default: the Cox
-        components then carry the published estimates' uncertainty
-        (:func:`with_literature_uncertainty`) and the bundle the evidence base
-        (:func:`load_evidence_base`), so that the default never claims more precision than
-        the real patients behind it.
+        The specification of the built-in default's cohort: the Cox components then carry the
+        published estimates' uncertainty and the bundle the evidence base
+        (:func:`_with_evidence`), so the default never claims more precision than the real
+        patients behind it.
     """
     if cohort_label not in ("synthetic", "real"):
         raise ValueError(f"cohort_label must be 'synthetic' or 'real', but got {cohort_label!r}")
     design = encode(cohort)
     primary = dict(primary or DEFAULT_PRIMARY)
+    targets = {endpoint: survival_target(cohort, endpoint) for endpoint in ENDPOINTS}
     models = fit_endpoint_models(
-        design,
-        {endpoint: survival_target(cohort, endpoint) for endpoint in ENDPOINTS},
-        seed=seed,
-        n_bootstrap=n_bootstrap,
-        n_jobs=n_jobs,
-        estimator_params=estimator_params,
+        design, targets, seed=seed, n_bootstrap=n_bootstrap, n_jobs=n_jobs,
+        estimator_params=estimator_params, components=component_targets(cohort),
         ensembles=primary if primary_ensembles_only else None,
-        components=component_targets(cohort),
-    )
+    )  # fmt: skip
     metadata = {"uncertainty": {"kind": "sampling", "text": SAMPLING_UNCERTAINTY}}
     if evidence is not None:
-        evidence_base = load_evidence_base()
-        n_source = evidence_base["baseline_source_patients"]
-        for endpoint, families in models.items():
-            # The boosted family has no components: its bootstrap intervals are sampling-only.
-            for family in (f for f in families.values() if f.components):
-                family.components = [
-                    with_literature_uncertainty(
-                        component,
-                        literature_standard_errors(evidence, source),
-                        len(cohort),
-                        n_source,
-                    )
-                    for component, source in zip(
-                        family.components, COMPONENT_ENDPOINTS[endpoint], strict=True
-                    )
-                ]
-        metadata = {
-            "uncertainty": {"kind": "literature", "text": LITERATURE_UNCERTAINTY},
-            "evidence_base": evidence_base,
-            "modality_effects": evidence.effects,
-        }
+        metadata = _with_evidence(models, evidence, len(cohort))
     return ModelBundle(
         schema_version=SCHEMA_VERSION,
         feature_names=FEATURE_NAMES,
@@ -415,18 +428,29 @@ def fit_bundle(
         propensity_features=PROPENSITY_FEATURES,
         support_counts=support_counts(cohort),
         shap_background=design.sample(min(background_size, len(design)), random_state=seed),
-        max_follow_up_months={
+        **_follow_up(cohort),
+        metadata={**metadata, **_run_metadata(cohort, cohort_label, seed, n_bootstrap)},
+    )
+
+
+def _follow_up(cohort: pd.DataFrame) -> dict:
+    """The bundle's follow-up fields: adequately followed month and numbers at risk."""
+    return {
+        "max_follow_up_months": {
             e: adequately_followed_month(cohort[f"{e}_months"]) for e in ENDPOINTS
         },
-        numbers_at_risk={e: numbers_at_risk(cohort[f"{e}_months"]) for e in ENDPOINTS},
-        metadata={
-            **metadata,
-            "trained_on": cohort_label,
-            "data_fingerprint": data_fingerprint(cohort),
-            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "seed": seed,
-            "n_bootstrap": n_bootstrap,
-            "n_patients": len(cohort),
-            "n_events": {e: int(cohort[f"{e}_event"].sum()) for e in ENDPOINTS},
-        },
-    )
+        "numbers_at_risk": {e: numbers_at_risk(cohort[f"{e}_months"]) for e in ENDPOINTS},
+    }
+
+
+def _run_metadata(cohort: pd.DataFrame, cohort_label: str, seed: int, n_bootstrap: int) -> dict:
+    """What the bundle records of its training run: data, date, seed and sizes."""
+    return {
+        "trained_on": cohort_label,
+        "data_fingerprint": data_fingerprint(cohort),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": seed,
+        "n_bootstrap": n_bootstrap,
+        "n_patients": len(cohort),
+        "n_events": {e: int(cohort[f"{e}_event"].sum()) for e in ENDPOINTS},
+    }

@@ -19,7 +19,8 @@ import pandas as pd
 
 from model.bundle import MONTH_GRID, ModelBundle
 from model.schema import ENDPOINTS, FEATURE_NAMES, OUTCOME_COLUMNS, PATIENT_FIELDS
-from training import evaluate, registry
+from store import registry
+from training import evaluate
 from training.exceptions import EvaluationInputError, GateRefusedError, RegistryError
 from training.fit import survival_target
 from training.holdout import patient_hashes

@@ -18,7 +18,20 @@ import pandas as pd
 from sksurv.nonparametric import kaplan_meier_estimator
 
 from model.bundle import ModelBundle
-from model.schema import ENDPOINTS, FEATURE_NAMES, FEATURE_SOURCES, TRUTH_PREFIX, Patient
+from model.intended_use import INTENDED_USE, LIMITATIONS
+from model.schema import (
+    AGE_REFERENCE_YEARS,
+    BOOLEAN_FIELDS,
+    ENDPOINTS,
+    FEATURE_NAMES,
+    FEATURE_SOURCES,
+    FIELDS,
+    KI67_GRADES,
+    MODALITIES,
+    TRUTH_PREFIX,
+    Patient,
+    unit_of,
+)
 from training import evaluate
 
 __all__ = [
@@ -27,18 +40,12 @@ __all__ = [
     "LIMITATIONS",
     "OUTCOME_DEFINITIONS",
     "build_model_card",
+    "predictor_handling",
+    "predictors_table",
     "render_markdown",
     "write_model_card",
 ]
 
-INTENDED_USE = (
-    "Decision support for a multidisciplinary tumour board considering liver-directed "
-    "embolotherapy (TACE, TAE or SIRT) for an adult with liver metastases of a neuroendocrine "
-    "tumour: expected hepatic progression-free survival (HPFS: hepatic progression or death, "
-    "whichever comes first) and overall survival (OS) with their uncertainty, the cumulative "
-    "incidence of hepatic progression (death as a competing event), the factors that move "
-    "them, and an observational comparison of the three modalities."
-)
 ELIGIBILITY = [
     "Adults (18-100 years) with liver metastases of a neuroendocrine tumour treated with "
     "TACE, TAE or SIRT, as recorded in the source registry.",
@@ -56,28 +63,37 @@ OUTCOME_DEFINITIONS = {
     "os": "Overall survival: months from the embolotherapy to death from any cause (event, "
     "os_event = 1); censored (0) at loss to follow-up or database closure.",
 }
-LIMITATIONS = [
-    "The modality comparison comes from non-randomised treatment choices, adjusted only for "
-    "the recorded factors; it is not a causal effect.",
-    "Survival beyond the training cohort's adequate follow-up is extrapolation.",
-    "Intervals are delta-method intervals of a Cox model (log-log scale) - refitted without "
-    "penalty where the cohort is large enough not to need shrinkage, otherwise centred on the "
-    "penalised, slightly shrunken estimate - or bootstrap percentile intervals where the "
-    "boosted model is primary; they leave out unrecorded factors and differences between "
-    "centres.",
-    "1 - HPFS is not the chance of hepatic progression, because HPFS also ends at death: that "
-    "chance is the cumulative incidence of hepatic progression (death as a competing event).",
-    "Validation is internal (held-out patients, cross-validation, leave one centre out); an "
-    "external validation in the deploying institution is needed before clinical use.",
-]
-_HANDLING = {
-    "who_grade": "WHO 2010 grade, G1 reference; derived from Ki-67 (<3 G1, 3-20 G2, >20 G3) "
-    "where the grade is missing",
-    "modality": "the modality received, within grade (TAE or SIRT vs TACE in each grade)",
-    "primary_site": "indicator per site, pancreas reference",
-    "tumor_burden_percent": "categorised <25 (reference), 25-50, 50-75, >75 % of liver volume",
-    "age_years": "(age - 60) / 10: per decade from 60 years, linear",
-}
+
+
+def predictor_handling(source: str) -> str:
+    """How the design matrix encodes one cohort column, in words (TRIPOD+AI item 8).
+
+    Parameters
+    ----------
+    source : str
+        A value of :data:`model.schema.FEATURE_SOURCES` (`modality` for the modality columns).
+    """
+    if source in BOOLEAN_FIELDS:
+        return "yes = 1, no = 0"
+    if source == "modality":
+        reference = str(FIELDS["planned_modality"].reference)
+        others = " or ".join(m for m in MODALITIES if m != reference)
+        return f"the modality received, within grade ({others} vs {reference} in each grade)"
+    if source == "age_years":
+        return (
+            f"(age - {AGE_REFERENCE_YEARS:g}) / 10: per decade from {AGE_REFERENCE_YEARS:g} "
+            "years, linear"
+        )
+    meta = FIELDS[source]
+    if source == "who_grade":
+        return (
+            f"WHO 2010 grade, {meta.reference} reference; derived from Ki-67 "
+            f"({KI67_GRADES.rule()}) where the grade is missing"
+        )
+    if meta.bands is not None:
+        levels = [f"{c} (reference)" if c == meta.reference else c for c in meta.bands.levels]
+        return f"categorised {', '.join(levels)} {unit_of(source)}"
+    return f"indicator per {source.split('_')[-1]}, {meta.reference} reference"
 
 
 def _dates(cohort: pd.DataFrame) -> dict[str, Any]:
@@ -121,7 +137,8 @@ def _data_section(bundle: ModelBundle, cohort: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _predictors() -> list[dict[str, str]]:
+def predictors_table() -> list[dict[str, str]]:
+    """The model card's predictors (TRIPOD+AI item 8): design column, source, handling."""
     rows = []
     for name in FEATURE_NAMES:
         source = FEATURE_SOURCES[name]
@@ -129,7 +146,7 @@ def _predictors() -> list[dict[str, str]]:
             {
                 "column": name,
                 "from": source,
-                "handling": _HANDLING.get(source, "yes = 1, no = 0"),
+                "handling": predictor_handling(source),
             }
         )
     return rows
@@ -242,7 +259,7 @@ def build_model_card(
             "data": _data_section(bundle, cohort),
             "eligibility": ELIGIBILITY,
             "outcomes": OUTCOME_DEFINITIONS,
-            "predictors": _predictors(),
+            "predictors": predictors_table(),
             "sample_size": _sample_size(bundle),
             "missing_data": _missing(cohort),
             "model_building": _building(bundle),
@@ -340,46 +357,7 @@ def _md_methods(card: dict) -> list[str]:
 def _md_performance(card: dict) -> list[str]:
     performance = card["performance"]
     lines = ["## Performance and calibration (TRIPOD+AI 12e, 23)", ""]
-    rows = []
-    n_folds = None
-    for endpoint, models in performance["cross_validated"].items():
-        for name, m in models.items():
-            n_folds = m["n_folds"]
-            low, high = m["harrell_c_fold_range"]
-            slope_low, slope_high = m["pooled_calibration_slope_24_interval"]
-            rows.append(
-                [
-                    endpoint.upper(),
-                    name,
-                    f"{_mean_sd(m, 'harrell_c')} (folds {_fmt(low)}-{_fmt(high)})",
-                    _mean_sd(m, "uno_c"),
-                    _mean_sd(m, "ibs"),
-                    _mean_sd(m, "calibration_slope_24"),
-                    f"{_fmt(m['pooled_calibration_slope_24'])} "
-                    f"({_fmt(slope_low)}-{_fmt(slope_high)})",
-                    f"{_fmt(m['pooled_mean_predicted_survival_24'])} / "
-                    f"{_fmt(m['pooled_observed_survival_24'])}",
-                ]
-            )
-    lines += [
-        f"Cross-validated (development rows): mean ± SD over {n_folds} folds, each fold's "
-        "model judged on that fold's own test rows; the pooled columns use the out-of-fold "
-        "predictions of all folds together:",
-        "",
-    ]
-    lines += _md_table(
-        [
-            "endpoint",
-            "model",
-            "Harrell C",
-            "Uno C",
-            "IBS",
-            "slope 24 mo",
-            "pooled slope 24 mo (95% CI)",
-            "pooled S(24) pred / obs",
-        ],
-        rows,
-    )
+    lines += _md_cross_validated(performance["cross_validated"])
     held_rows = [
         [
             endpoint.upper(),
@@ -402,6 +380,41 @@ def _md_performance(card: dict) -> list[str]:
         )
     lines += _md_loco(performance.get("leave_one_centre_out"))
     return lines
+
+
+def _md_cross_validated(cross_validated: dict) -> list[str]:
+    rows = []
+    n_folds = None
+    for endpoint, models in cross_validated.items():
+        for name, m in models.items():
+            n_folds = m["n_folds"]
+            low, high = m["harrell_c_fold_range"]
+            slope_low, slope_high = m["pooled_calibration_slope_24_interval"]
+            rows.append(
+                [
+                    endpoint.upper(),
+                    name,
+                    f"{_mean_sd(m, 'harrell_c')} (folds {_fmt(low)}-{_fmt(high)})",
+                    _mean_sd(m, "uno_c"),
+                    _mean_sd(m, "ibs"),
+                    _mean_sd(m, "calibration_slope_24"),
+                    f"{_fmt(m['pooled_calibration_slope_24'])} "
+                    f"({_fmt(slope_low)}-{_fmt(slope_high)})",
+                    f"{_fmt(m['pooled_mean_predicted_survival_24'])} / "
+                    f"{_fmt(m['pooled_observed_survival_24'])}",
+                ]
+            )
+    header = [
+        "endpoint", "model", "Harrell C", "Uno C", "IBS", "slope 24 mo",
+        "pooled slope 24 mo (95% CI)", "pooled S(24) pred / obs",
+    ]  # fmt: skip
+    return [
+        f"Cross-validated (development rows): mean ± SD over {n_folds} folds, each fold's "
+        "model judged on that fold's own test rows; the pooled columns use the out-of-fold "
+        "predictions of all folds together:",
+        "",
+        *_md_table(header, rows),
+    ]
 
 
 def _md_loco(loco: dict | None) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from training.cohort_files import read_cohort
 from training.exceptions import CohortReadError, SourceUnavailableError
-from training.validate import read_cohort
 
 __all__ = ["describe_source", "is_database_url", "read_source", "read_sql_cohort"]
 

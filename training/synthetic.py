@@ -14,6 +14,7 @@ from scipy import stats
 
 from model.schema import (
     BOOLEAN_FIELDS,
+    BURDEN_BANDS,
     BURDEN_CATEGORIES,
     ENDPOINTS,
     FEATURE_NAMES,
@@ -31,14 +32,30 @@ from training.evidence import (
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "cohort_spec.yaml"
 MONTH_DAYS = 30.4375
 
-# Burden percent is drawn uniformly inside its category; the ranges keep a value rounded to
-# 0.1 % inside the category it was drawn for (boundary values as in model.schema).
-_BURDEN_RANGES = {
-    "<25": (1.0, 24.9),
-    "25-50": (25.0, 50.0),
-    "50-75": (50.1, 75.0),
-    ">75": (75.1, 95.0),
-}
+
+def burden_draw_ranges(
+    lowest: float = 1.0, highest: float = 95.0, step: float = 0.1
+) -> dict[str, tuple[float, float]]:
+    """The range burden percent is drawn from, uniformly, inside each burden category.
+
+    A value rounded to `step` stays inside the category it was drawn for: each range starts
+    at a cut-off the category holds (:data:`model.schema.BURDEN_BANDS`) or one `step` above
+    one it does not, and ends likewise. `lowest` and `highest` are assumptions (no patient
+    is treated for a burden of 0 % or 100 %).
+    """
+    bands = BURDEN_BANDS
+    ranges = {}
+    for i, level in enumerate(bands.levels):
+        low, high = lowest, highest
+        if i > 0:
+            low = bands.cuts[i - 1] + (0.0 if bands.equal_goes_up[i - 1] else step)
+        if i < len(bands.cuts):
+            high = bands.cuts[i] - (step if bands.equal_goes_up[i] else 0.0)
+        ranges[level] = (low, high)
+    return ranges
+
+
+_BURDEN_RANGES = burden_draw_ranges()
 _MIN_TIME_MONTHS = 0.01
 
 TRUTH_MONTHS = (12, 24, 36, 60)
@@ -492,7 +509,20 @@ def simulate_cohort(
         truth["true_lp_hpfs"], truth["true_lp_os"], rng, spec
     )
     censor, treatment_date = _censoring(rng, n, spec)
+    _add_outcomes(frame, progression, death, censor)
+    frame.insert(0, "patient_id", [f"SYN{i:07d}" for i in range(1, n + 1)])
+    frame.insert(
+        1,
+        "center",
+        np.asarray([f"C{i + 1}" for i in range(n_centers)])[rng.integers(0, n_centers, n)],
+    )
+    frame.insert(2, "treatment_date", treatment_date)
+    truth.update(true_values_at(truth, spec))
+    return pd.concat([frame, pd.DataFrame(truth, index=frame.index)], axis=1)
 
+
+def _add_outcomes(frame: pd.DataFrame, progression, death, censor) -> None:
+    """The observed outcome columns, from the latent progression and death times and censoring."""
     os_months = np.minimum(death, censor)
     hpfs_months = np.minimum(progression, os_months)
     event_type = np.select(
@@ -503,15 +533,6 @@ def simulate_cohort(
     frame["hpfs_event_type"] = event_type.astype(object)
     frame["os_months"] = np.maximum(np.round(os_months, 3), _MIN_TIME_MONTHS)
     frame["os_event"] = (death <= censor).astype(int)
-    frame.insert(0, "patient_id", [f"SYN{i:07d}" for i in range(1, n + 1)])
-    frame.insert(
-        1,
-        "center",
-        np.asarray([f"C{i + 1}" for i in range(n_centers)])[rng.integers(0, n_centers, n)],
-    )
-    frame.insert(2, "treatment_date", treatment_date)
-    truth.update(true_values_at(truth, spec))
-    return pd.concat([frame, pd.DataFrame(truth, index=frame.index)], axis=1)
 
 
 def true_values_at(

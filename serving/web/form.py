@@ -1,10 +1,10 @@
 """The clinician form's fields, derived from `Patient.model_json_schema()`, and their HTML.
 
 The schema gives each field's type, range, unit, allowed values, whether it is required and
-its help text; this module adds only presentation: the wording of labels and options, the
-section a field sits in and the one cross-field rule the JSON schema cannot express (a WHO
-grade or a Ki-67 index). A field added to `Patient` appears in the form without a change
-here, labelled from its schema title until it is given a better one.
+its help text; each field's `model.schema.about` gives the wording of its label, its options
+and what leaving it empty means. This module adds only presentation: the section a field sits
+in and the one cross-field rule the JSON schema cannot express (a WHO grade or a Ki-67
+index). A field added to `Patient` appears in the form without a change here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from html import escape
 from typing import Any, Literal
 
-from model.schema import Patient
+from model.schema import FIELDS, Patient
 from serving.schemas import PrognosisRequest
 
 __all__ = [
@@ -28,40 +28,9 @@ __all__ = [
 
 Control = Literal["number", "select", "checkbox", "tristate"]
 
-LABELS = {
-    "age_years": "Age",
-    "sex": "Sex",
-    "who_grade": "WHO grade",
-    "ki67_percent": "Ki-67 index",
-    "tumor_burden_percent": "Hepatic tumour burden",
-    "primary_site": "Primary tumour site",
-    "prior_hepatic_treatment": "Prior hepatic resection or ablation",
-    "primary_resected": "Primary tumour resected",
-    "extrahepatic_metastases": "Extrahepatic metastases",
-    "somatostatin_analog": "Somatostatin analogue",
-    "biologic_therapy": "Biologic therapy",
-    "cytotoxic_chemotherapy": "Cytotoxic chemotherapy",
-    "planned_modality": "Planned modality",
-    "months_since_treatment": "Months since embolotherapy",
-}
-"""Display wording of the field names; a field missing here keeps its schema title."""
-
-OPTION_TEXT = {
-    "female": "Female",
-    "male": "Male",
-    "pancreas": "Pancreas",
-    "gut": "Gut (small bowel, stomach, colon, rectum)",
-    "lung": "Lung (bronchopulmonary)",
-    "other": "Other or unknown primary",
-    "TACE": "TACE (chemoembolization)",
-    "TAE": "TAE (bland embolization)",
-    "SIRT": "SIRT / TARE (radioembolization)",
-}
-NOT_GIVEN_TEXT = {
-    "who_grade": "Not recorded (use Ki-67)",
-    "planned_modality": "Not decided: TACE as reference",
-}
-"""What the empty choice of an optional select means, where "Not recorded" would mislead."""
+REQUEST_LABELS = {"months_since_treatment": "Months since embolotherapy"}
+"""Labels of the request's fields beside the patient (a patient field's label is its
+`model.schema.about(name).form_label`)."""
 
 UNITS = {"months_since_treatment": "months"}
 """Units of fields whose schema gives none."""
@@ -146,8 +115,11 @@ def _field(name: str, spec: dict, required: bool, scope: str) -> FormField:
     }
     kind = value.get("type")
     if "enum" in value:
-        texts = [(str(v), OPTION_TEXT.get(str(v), str(v))) for v in value["enum"]]
-        empty = NOT_GIVEN_TEXT.get(name, "Not recorded") if nullable else "Choose…"
+        about = FIELDS.get(name)
+        wording = about.options if about is not None else {}
+        texts = [(str(v), wording[v].text if v in wording else str(v)) for v in value["enum"]]
+        not_given = (about.not_given if about is not None else None) or "Not recorded"
+        empty = not_given if nullable else "Choose…"
         return FormField(control="select", options=(("", empty), *texts), **common)
     if kind == "boolean":
         control: Control = "tristate" if nullable else "checkbox"
@@ -168,11 +140,10 @@ def _field(name: str, spec: dict, required: bool, scope: str) -> FormField:
 
 
 def _label(name: str, spec: dict) -> str:
-    title = spec.get("title", "")
-    generated = name.replace("_", " ").title()
-    if title and title != generated:
-        return title
-    return LABELS.get(name, title or generated)
+    about = FIELDS.get(name)
+    if about is not None and about.form_label:
+        return about.form_label
+    return REQUEST_LABELS.get(name, spec.get("title") or name.replace("_", " ").capitalize())
 
 
 def _section(name: str, value: dict) -> str:

@@ -1,8 +1,10 @@
-"""Contract and behaviour tests for the survival estimators in ``model.estimators``."""
+"""Contract and behaviour tests of the survival estimators: `model.estimators` and the published
+Table 1 model (`training.evaluate.PublishedCox`), which joins the shared contract tests."""
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,12 +34,18 @@ from model.exceptions import (
     ModelError,
     NonFiniteFeatures,
 )
+from training.evaluate import PublishedCox
+from training.exceptions import EvaluationInputError
+from training.synthetic import simulate_cohort
 
 FAST_PARAMS = {
     "coxnet": {"random_state": 0},
     "xgboost": {"n_estimators": 200, "random_state": 0},
 }
-MAX_RISK_SURVIVAL_RANK_CORRELATION = {"coxnet": -0.999, "xgboost": -0.95}
+MAX_RISK_SURVIVAL_RANK_CORRELATION = {"coxnet": -0.999, "xgboost": -0.95, "published": -0.999}
+CONTRACT_ESTIMATORS = (*sorted(ESTIMATORS), "published")
+"""Every estimator behind the scikit-survival contract: the two families training fits and the
+published Table 1 model (`training.evaluate.PublishedCox`), which reads patient fields."""
 
 
 def _simulate_cox_cohort(n_samples, coef, *, n_noise=0, loc=None, scale=None, seed=0):
@@ -100,6 +108,33 @@ def _make(name, **params):
     return ESTIMATORS[name](**{**FAST_PARAMS[name], **params})
 
 
+@dataclass(frozen=True)
+class ContractCase:
+    """One estimator of the shared contract tests, with data in the form it reads."""
+
+    name: str
+    X: pd.DataFrame
+    y: np.ndarray
+
+    def make(self):
+        if self.name == "published":
+            return PublishedCox(endpoint="os")
+        return _make(self.name)
+
+
+@pytest.fixture(scope="module")
+def patient_cohort():
+    """400 synthetic patients (fields and received modality) with their OS, for PublishedCox."""
+    frame = simulate_cohort(400, seed=11)
+    return frame, Surv.from_arrays(frame["os_event"].astype(bool), frame["os_months"])
+
+
+@pytest.fixture(params=CONTRACT_ESTIMATORS)
+def contract(request, cohort, patient_cohort) -> ContractCase:
+    X, y = patient_cohort if request.param == "published" else cohort
+    return ContractCase(request.param, X, y)
+
+
 def test_registry_maps_names_to_the_two_estimator_classes():
     assert ESTIMATORS == {"coxnet": PenalizedCox, "xgboost": BoostedCox}
 
@@ -125,9 +160,9 @@ def test_array_input_fits_without_feature_names(estimator_name, cohort):
     )
 
 
-def test_clone_keeps_parameters_and_refits_to_the_same_predictions(estimator_name, cohort):
-    X, y = cohort
-    fitted = _make(estimator_name).fit(X, y)
+def test_clone_keeps_parameters_and_refits_to_the_same_predictions(contract):
+    X, y = contract.X, contract.y
+    fitted = contract.make().fit(X, y)
     unfitted_copy = clone(fitted)
 
     assert unfitted_copy.get_params() == fitted.get_params()
@@ -151,9 +186,9 @@ def test_fits_with_the_same_random_state_give_identical_predictions(estimator_na
     np.testing.assert_array_equal(first, second)
 
 
-def test_pickled_estimator_predicts_the_same_risks_and_curves(estimator_name, cohort):
-    X, y = cohort
-    fitted = _make(estimator_name).fit(X, y)
+def test_pickled_estimator_predicts_the_same_risks_and_curves(contract):
+    X, y = contract.X, contract.y
+    fitted = contract.make().fit(X, y)
     restored = pickle.loads(pickle.dumps(fitted))
 
     np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
@@ -163,9 +198,9 @@ def test_pickled_estimator_predicts_the_same_risks_and_curves(estimator_name, co
     )
 
 
-def test_survival_curves_are_finite_bounded_and_non_increasing(estimator_name, cohort):
-    X, y = cohort
-    estimator = _make(estimator_name).fit(X, y)
+def test_survival_curves_are_finite_bounded_and_non_increasing(contract):
+    X, y = contract.X, contract.y
+    estimator = contract.make().fit(X, y)
 
     survival = estimator.predict_survival_function(X, return_array=True)
     cumulative_hazard = estimator.predict_cumulative_hazard_function(X, return_array=True)
@@ -179,9 +214,9 @@ def test_survival_curves_are_finite_bounded_and_non_increasing(estimator_name, c
     np.testing.assert_allclose(survival, np.exp(-cumulative_hazard), rtol=1e-10, atol=1e-12)
 
 
-def test_step_functions_match_the_array_at_unique_times(estimator_name, cohort):
-    X, y = cohort
-    estimator = _make(estimator_name).fit(X, y)
+def test_step_functions_match_the_array_at_unique_times(contract):
+    X, y = contract.X, contract.y
+    estimator = contract.make().fit(X, y)
 
     functions = estimator.predict_survival_function(X.iloc[:5])
     survival = estimator.predict_survival_function(X.iloc[:5], return_array=True)
@@ -193,9 +228,9 @@ def test_step_functions_match_the_array_at_unique_times(estimator_name, cohort):
     )
 
 
-def test_higher_risk_score_means_lower_survival_at_the_median_time(estimator_name, cohort):
-    X, y = cohort
-    estimator = _make(estimator_name).fit(X, y)
+def test_higher_risk_score_means_lower_survival_at_the_median_time(contract):
+    X, y = contract.X, contract.y
+    estimator = contract.make().fit(X, y)
     median_time = np.median(y["time"])
 
     survival_at_median = [
@@ -203,12 +238,12 @@ def test_higher_risk_score_means_lower_survival_at_the_median_time(estimator_nam
     ]
     correlation = spearmanr(estimator.predict(X), survival_at_median).statistic
 
-    assert correlation <= MAX_RISK_SURVIVAL_RANK_CORRELATION[estimator_name]
+    assert correlation <= MAX_RISK_SURVIVAL_RANK_CORRELATION[contract.name]
 
 
-def test_score_is_harrells_c_of_the_risk_score(estimator_name, cohort):
-    X, y = cohort
-    estimator = _make(estimator_name).fit(X.iloc[:300], y[:300])
+def test_score_is_harrells_c_of_the_risk_score(contract):
+    X, y = contract.X, contract.y
+    estimator = contract.make().fit(X.iloc[:300], y[:300])
 
     expected = concordance_index_censored(
         y["event"][300:], y["time"][300:], estimator.predict(X.iloc[300:])
@@ -233,11 +268,13 @@ def test_nan_in_features_is_rejected_with_the_column_and_a_remedy(estimator_name
         fitted.predict(with_missing)
 
 
-def test_target_that_is_not_a_survival_array_is_rejected_with_a_remedy(estimator_name, cohort):
-    X, y = cohort
+def test_target_that_is_not_a_survival_array_is_rejected_with_a_remedy(contract):
+    X, y = contract.X, contract.y
+    expected = EvaluationInputError if contract.name == "published" else InvalidSurvivalTarget
 
-    with pytest.raises(InvalidSurvivalTarget, match="Surv.from_arrays"):
-        _make(estimator_name).fit(X, y["time"])
+    with pytest.raises(expected, match="Surv.from_arrays") as error:
+        contract.make().fit(X, y["time"])
+    assert isinstance(error.value, ValueError)
 
 
 def test_penalized_cox_does_not_pick_the_least_penalised_alpha_among_many_noise_features():

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from model.bundle import MONTH_GRID
+from model.endpoint_predictor import _medians_disagree
 from model.exceptions import ConditionalSurvivalUndefined, ModelError
-from model.predictor import DEFAULT_MODALITY, Predictor, _medians_disagree
+from model.predictor import DEFAULT_MODALITY, Predictor
 from model.schema import ENDPOINTS, MODALITIES
 
 HORIZON_KEYS = ("12", "24", "36", "60")

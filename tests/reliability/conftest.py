@@ -27,7 +27,7 @@ def reliability_model_tag(prognosis_fit_bundle) -> Iterator[str]:
     """A small bundle (600 synthetic patients, 5 bootstrap members) registered for the suite."""
     import bentoml
 
-    from training import registry
+    from store import registry
     from training.synthetic import simulate_cohort
 
     cohort = simulate_cohort(BUNDLE_PATIENTS, seed=BUNDLE_SEED)

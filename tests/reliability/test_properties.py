@@ -39,7 +39,8 @@ from model.schema import (
     encode,
     patients_frame,
 )
-from tests.serving.conftest import BENTOML_PYDANTIC_DEPRECATION, SETTING_NAMES, ServiceClient
+from tests.conftest import BENTOML_PYDANTIC_DEPRECATION
+from tests.serving.conftest import SETTING_NAMES, ServiceClient
 
 pytestmark = pytest.mark.filterwarnings(BENTOML_PYDANTIC_DEPRECATION)
 
@@ -133,7 +134,7 @@ patients = patient_fields().map(lambda fields: Patient(**fields))
 def predictor(reliability_model_tag):
     """The predictor of the suite's registered bundle (600 synthetic patients, 5 bootstraps)."""
     from model.predictor import Predictor
-    from training import registry
+    from store import registry
 
     return Predictor(registry.load_bundle(reliability_model_tag))
 

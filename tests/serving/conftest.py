@@ -6,14 +6,12 @@ import contextlib
 import importlib
 import json
 import sys
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio.from_thread
 import httpx
 import pytest
-from pydantic.warnings import PydanticDeprecatedSince211
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"
 SETTING_NAMES = (
@@ -29,28 +27,6 @@ SETTING_NAMES = (
     "WORKERS",
 )
 FIXTURE_PATIENTS, FIXTURE_SEED, FIXTURE_BOOTSTRAP = 600, 11, 5
-
-BENTOML_PYDANTIC_DEPRECATION = (
-    "ignore:The `__get_pydantic_core_schema__` method of the `BaseModel` class is deprecated"
-    ":pydantic.warnings.PydanticDeprecatedSince211"
-)
-"""BentoML 1.4's `IODescriptor` (the base of every API model) overrides this pydantic hook and
-calls the parent's, which pydantic >= 2.11 deprecates; the warning is BentoML's to fix, and it
-is raised when BentoML's SDK and each API model class are defined (at import)."""
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("filterwarnings", BENTOML_PYDANTIC_DEPRECATION)
-
-
-# When this folder is collected as part of the whole suite, the collection-wide warning filters
-# are already in force before this file is read, so the ini line above comes too late for the
-# imports made while collecting; the same narrow filter is added to the active filters here.
-warnings.filterwarnings(
-    "ignore",
-    message="The `__get_pydantic_core_schema__` method of the `BaseModel` class is deprecated",
-    category=PydanticDeprecatedSince211,
-)
 
 
 def example(name: str) -> dict:
@@ -114,7 +90,7 @@ def model_tag(fixture_bundle) -> Iterator[str]:
     """
     import bentoml
 
-    from training import registry
+    from store import registry
 
     tag = registry.save_bundle(fixture_bundle)
     yield tag

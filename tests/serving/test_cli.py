@@ -102,8 +102,8 @@ def test_serve_execs_bentoml_serve_on_loopback_without_telemetry(
 
 def test_serve_trains_the_synthetic_default_when_the_store_is_empty(settings_env, monkeypatch):
     settings_env()
-    from training import registry
-    from training.exceptions import RegistryError
+    from store import registry
+    from store.exceptions import RegistryError
 
     def no_model(tag=None):
         raise RegistryError("no trained model")
@@ -120,17 +120,32 @@ def test_serve_trains_the_synthetic_default_when_the_store_is_empty(settings_env
     def train(data, seed):
         trained.append((data, seed))
 
-    import training.cli
-
+    fake_main.add_command(cli.serve)
     monkeypatch.setattr(registry, "get_model", no_model)
-    monkeypatch.setattr(training.cli, "main", fake_main)
     monkeypatch.setattr(cli.os, "execve", lambda *args: None)
 
-    result = CliRunner().invoke(cli.serve, [])
+    result = CliRunner().invoke(fake_main, ["serve"])
 
     assert result.exit_code == 0, result.output
     assert trained == [("synthetic", 0)]
     assert "SYNTHETIC" in result.output
+
+
+def test_serve_alone_on_an_empty_store_says_to_train_first(settings_env, monkeypatch):
+    settings_env()
+    from store import registry
+    from store.exceptions import RegistryError
+
+    def no_model(tag=None):
+        raise RegistryError("no trained model")
+
+    monkeypatch.setattr(registry, "get_model", no_model)
+    monkeypatch.setattr(cli.os, "execve", lambda *args: None)
+
+    result = CliRunner().invoke(cli.serve, [])
+
+    assert result.exit_code == 1
+    assert "netprog train --data synthetic" in result.output
 
 
 def test_serve_with_a_missing_explicit_tag_fails_with_the_registry_message(settings_env):
@@ -143,10 +158,10 @@ def test_serve_with_a_missing_explicit_tag_fails_with_the_registry_message(setti
 
 
 def test_the_real_train_command_takes_the_data_option_serve_passes():
-    import training.cli
+    from netprog.cli import main
 
-    with click.Context(training.cli.main) as context:
-        train = training.cli.main.get_command(context, "train")
+    with click.Context(main) as context:
+        train = main.get_command(context, "train")
 
     assert train is not None
     assert any("--data" in parameter.opts for parameter in train.params)

@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
-from bentoml._internal.configuration.containers import BentoMLContainer
-from bentoml._internal.models.model import ModelStore
 
 from serving.exceptions import ModelSchemaMismatch
-from training import registry
-from training.exceptions import BundleIntegrityError, RegistryError
+from store import registry
+from store.bentoml_compat import store_home_at
+from store.exceptions import BundleIntegrityError, RegistryError
 
 
 @pytest.fixture
 def store_at(tmp_path):
     """Point BentoML at another model store (and home) for one test."""
 
-    def point(home: Path):
-        (home / "models").mkdir(parents=True, exist_ok=True)
-        stack.append(BentoMLContainer.bentoml_home.patch(str(home)))
-        stack.append(BentoMLContainer.model_store.patch(ModelStore(str(home / "models"))))
-        stack.append(BentoMLContainer.model_store_dir.patch(str(home / "models")))
-        for patch in stack[-3:]:
-            patch.__enter__()
-        return home
-
-    stack: list = []
-    yield point
-    for patch in reversed(stack):
-        patch.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:
+        yield lambda home: stack.enter_context(store_home_at(home))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import bentoml
 
-from training import registry
+from store import registry
 
 
 @contextlib.contextmanager

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from store import registry
 from tests.training.store import store_restored_afterwards, tree_digest
-from training import registry
 from training.fit import fit_bundle
 from training.synthetic import simulate_cohort, write_cohort
 from training.validate import validate_cohort

@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from model.schema import OUTCOME_COLUMNS
+from store import registry
 from tests.training.store import store_restored_afterwards
-from training import gate, registry
+from training import gate
 from training.cli import main
 from training.exceptions import RegistryError
 from training.gate import EvaluationSet, _unseen_by

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from model.schema import TRUTH_PREFIX
+from store import registry
 from tests.training.store import tree_digest
-from training import registry
 from training.cli import main
 from training.exceptions import CohortLabelError
 from training.pipeline import declared_label, resolve_cohort, train

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from model.bundle import MONTH_GRID
-from training import pipeline, registry
+from store import registry
+from training import cross_validation
 from training.cli import main
 from training.evaluate import harrell_c, oracle_risk, oracle_survival
 from training.exceptions import BundleIntegrityError, RegistryError
@@ -276,7 +277,7 @@ def _fold_shifted_oracle(recorded):
 def test_cross_validated_c_is_the_mean_of_each_folds_own_c_not_a_pooled_c(monkeypatch):
     cohort = resolve_cohort("synthetic:300", seed=4)
     recorded: list = []
-    monkeypatch.setattr(pipeline, "_fold_predictions", _fold_shifted_oracle(recorded))
+    monkeypatch.setattr(cross_validation, "_fold_predictions", _fold_shifted_oracle(recorded))
     cv = cross_validate(cohort, seed=4, n_splits=3, n_jobs=1)
     y = survival_target(cohort, "os")
     risk = oracle_risk(cohort, "os")

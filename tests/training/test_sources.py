@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from training import registry
+from store import registry
 from training.cli import main
 from training.exceptions import CohortReadError, CohortValidationError, SourceUnavailableError
 from training.fit import data_fingerprint, fit_bundle

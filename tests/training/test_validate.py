@@ -8,9 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from training.cli import main
+from training.cohort_files import load_cohort, read_cohort
 from training.exceptions import CohortReadError, CohortValidationError
 from training.synthetic import simulate_cohort, write_cohort
-from training.validate import hpfs_event_types, load_cohort, read_cohort, validate_cohort
+from training.validate import hpfs_event_types, validate_cohort
 
 
 @pytest.fixture(scope="module")

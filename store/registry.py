@@ -13,15 +13,15 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import bentoml
 import joblib
 import pandas as pd
-from bentoml._internal.configuration.containers import BentoMLContainer
-from bentoml._internal.models.model import ModelStore
 
 from model.bundle import ModelBundle
-from training.exceptions import BundleIntegrityError, RegistryError
+from store.bentoml_compat import bentoml_home, create_model_in, model_store_at, model_store_dir
+from store.exceptions import BundleIntegrityError, RegistryError
 
 MODEL_NAME = "netprog-bundle"
 BUNDLE_FILE = "bundle.joblib"
@@ -68,11 +68,11 @@ def save_bundle(
     try:
         with (
             _temporary_files_in(temporary),
-            bentoml.models.create(
+            create_model_in(
+                model_store_at(store),
                 MODEL_NAME,
                 labels=labels,
                 metadata=_store_metadata(bundle.metadata),
-                _model_store=ModelStore(store),
             ) as model,
         ):
             bundle.metadata["tag"] = str(model.tag)
@@ -117,14 +117,10 @@ def _store_metadata(value):
     return value
 
 
-def _model_store_dir() -> Path:
-    return Path(BentoMLContainer.model_store_dir.get())
-
-
 def _staging_root() -> Path:
     # Beside the model store, not in it (BentoML would list it as a model), and on the same
     # file system, so that the final rename is atomic.
-    return _model_store_dir().parent / STAGING_DIR
+    return model_store_dir().parent / STAGING_DIR
 
 
 def _remove_abandoned_staging() -> None:
@@ -154,7 +150,7 @@ def _process_exists(pid: int) -> bool:
 
 def _commit(staged_store: Path, tag) -> None:
     """Move the staged model into the store by one rename, then point `latest` at it."""
-    target = _model_store_dir() / MODEL_NAME / tag.version
+    target = model_store_dir() / MODEL_NAME / tag.version
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(staged_store / MODEL_NAME / tag.version, target)
     _write_atomically(target.parent / "latest", tag.version)
@@ -185,7 +181,7 @@ def model_card_paths(tag: str) -> tuple[Path, Path]:
 def verify(model: bentoml.Model) -> None:
     """Check every artifact's SHA-256 against the one recorded at training time."""
     recorded = model.info.metadata.get("artifact_sha256")
-    if not recorded or BUNDLE_FILE not in recorded:
+    if not isinstance(recorded, dict) or BUNDLE_FILE not in recorded:
         raise BundleIntegrityError(
             f"model {model.tag} has no artifact checksums; retrain it with `netprog train`"
         )
@@ -232,7 +228,7 @@ def list_models() -> list[bentoml.Model]:
 
 def store_home() -> Path:
     """The BentoML home folder holding the model store and the production pointer."""
-    return Path(BentoMLContainer.bentoml_home.get())
+    return bentoml_home()
 
 
 def _pointer_path() -> Path:
@@ -317,7 +313,12 @@ def set_production(
                 f"production must still be {expected_production} for this promotion, but it "
                 f"moved to {pointer['production']} meanwhile; run the promotion again"
             )
-        entry = {"tag": str(model.tag), "at": _now(), "action": "promote", "reason": reason}
+        entry: dict[str, Any] = {
+            "tag": str(model.tag),
+            "at": _now(),
+            "action": "promote",
+            "reason": reason,
+        }
         if gate is not None:
             entry["gate"] = gate
         _write_pointer(

@@ -1,0 +1,1 @@
+"""The `netprog` command line: training's and serving's commands under one name."""

@@ -1,0 +1,57 @@
+"""FHIR R4 input: a Bundle (or CDS Hooks prefetch) mapped to the one `Patient`, field by field.
+
+The package's parts, in the order a request meets them: `codes` (the code table of
+`data/fhir_mapping.yaml`), `parsing` (validation with fhir.resources), `mapper` and one module
+per resource type (the patient and where each field came from), `errors` (one issue per
+problem, never quoting a value) and `routes` (`POST /v1/fhir/prognosis`). Written by hand
+because no library maps clinical FHIR resources to a model's features; the parsing and
+validation are fhir.resources'.
+"""
+
+from __future__ import annotations
+
+from serving.fhir.codes import MAPPING_PATH, FhirMapping, default_mapping, mapping_table
+from serving.fhir.errors import FhirBundleIncomplete, FhirInputError, FhirIssue, FhirValidationError
+from serving.fhir.mapper import MappedPatient, map_patient, patient_from_bundle
+from serving.fhir.parsing import (
+    FHIR_VERSION,
+    READ_RESOURCE_TYPES,
+    FhirResource,
+    parse_bundle,
+    validate_resources,
+)
+from serving.fhir.plans import plans_embolization
+from serving.fhir.routes import (
+    EXAMPLE_BUNDLE,
+    FHIR_MEDIA_TYPES,
+    ROUTE_FHIR_PROGNOSIS,
+    fhir_app,
+    mapped_prognosis,
+    read_json,
+)
+
+__all__ = [
+    "EXAMPLE_BUNDLE",
+    "FHIR_MEDIA_TYPES",
+    "FHIR_VERSION",
+    "MAPPING_PATH",
+    "READ_RESOURCE_TYPES",
+    "ROUTE_FHIR_PROGNOSIS",
+    "FhirBundleIncomplete",
+    "FhirInputError",
+    "FhirIssue",
+    "FhirMapping",
+    "FhirResource",
+    "FhirValidationError",
+    "MappedPatient",
+    "default_mapping",
+    "fhir_app",
+    "map_patient",
+    "mapped_prognosis",
+    "mapping_table",
+    "parse_bundle",
+    "patient_from_bundle",
+    "plans_embolization",
+    "read_json",
+    "validate_resources",
+]

@@ -1,0 +1,97 @@
+"""Every BentoML internal this project touches, in one place (BentoML 1.4).
+
+BentoML's public API covers services, models and the store's contents, but not where the
+store lives, how to build a model in a store of one's own, the class of its request-timeout
+middleware, the service class behind `@bentoml.service` or the names of its internal loggers.
+The project needs each of them; they are named here and nowhere else, and
+tests/store/test_bentoml_compat.py fails, naming the touch-point, when an upgrade moves one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from _bentoml_sdk.service.factory import Service
+from bentoml._internal.configuration.containers import BentoMLContainer
+from bentoml._internal.models.model import ModelStore
+from bentoml._internal.server.http import traffic
+
+__all__ = [
+    "INTERNAL_LOGGERS",
+    "TESTED_VERSIONS",
+    "Service",
+    "TimeoutMiddleware",
+    "bentoml_home",
+    "create_model_in",
+    "install_timeout_middleware",
+    "model_store_at",
+    "model_store_dir",
+    "store_home_at",
+]
+
+TESTED_VERSIONS = ("1.4.",)
+"""BentoML versions whose internals were checked against this module."""
+INTERNAL_LOGGERS = (
+    "bentoml._internal.server.http_app",
+    "_bentoml_sdk.io_models",
+    "_bentoml_impl.server.app",
+)
+"""BentoML's internal loggers that report request exceptions, which may quote a request's
+values (serving/security.py redacts them)."""
+
+TimeoutMiddleware = traffic.TimeoutMiddleware
+"""BentoML's request-timeout middleware: `TimeoutMiddleware(app, timeout)`, with
+`_set_timer_out(waiter)` failing the waiter with TimeoutError."""
+
+
+def install_timeout_middleware(middleware: type[traffic.TimeoutMiddleware]) -> None:
+    """Make BentoML build `middleware` wherever it builds its own timeout middleware.
+
+    BentoML looks the class up by name in its traffic module each time it makes a worker's
+    app, so the replacement holds for every app made after this call.
+    """
+    traffic.TimeoutMiddleware = middleware  # type: ignore[misc]
+
+
+def bentoml_home() -> Path:
+    """The BentoML home folder (`$BENTOML_HOME`)."""
+    return Path(BentoMLContainer.bentoml_home.get())
+
+
+def model_store_dir() -> Path:
+    """The folder of BentoML's local model store."""
+    return Path(BentoMLContainer.model_store_dir.get())
+
+
+def model_store_at(path: Path) -> Any:
+    """A BentoML model store rooted at `path` (a staging store for atomic registration)."""
+    return ModelStore(path)
+
+
+def create_model_in(store: Any, name: str, **options: Any) -> Any:
+    """`bentoml.models.create(name, **options)`, writing into `store` instead of the local
+    store (the context manager BentoML returns)."""
+    return bentoml.models.create(name, _model_store=store, **options)
+
+
+def create_accepts_a_store() -> bool:
+    """Whether `bentoml.models.create` still takes the store it writes to."""
+    return "_model_store" in inspect.signature(bentoml.models.create).parameters
+
+
+@contextlib.contextmanager
+def store_home_at(home: Path) -> Iterator[Path]:
+    """Point BentoML's home, model store and store folder at `home` for the block (tests)."""
+    models = home / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    with (
+        BentoMLContainer.bentoml_home.patch(str(home)),
+        BentoMLContainer.model_store.patch(ModelStore(str(models))),
+        BentoMLContainer.model_store_dir.patch(str(models)),
+    ):
+        yield home

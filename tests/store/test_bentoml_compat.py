@@ -1,0 +1,108 @@
+"""BentoML's internals that store/bentoml_compat.py names are still there, as the project uses
+them: an upgrade that moves one fails here, naming it, rather than in production."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from pathlib import Path
+
+import bentoml
+import pytest
+
+from store import bentoml_compat
+
+
+def test_the_installed_bentoml_is_a_version_whose_internals_were_checked():
+    assert bentoml.__version__.startswith(bentoml_compat.TESTED_VERSIONS), (
+        f"BentoML {bentoml.__version__} is not one of {bentoml_compat.TESTED_VERSIONS}: check "
+        "every touch-point of store/bentoml_compat.py against it, then add it there"
+    )
+
+
+def test_bentoml_builds_its_timeout_middleware_by_name_from_the_traffic_module():
+    from bentoml._internal.server import base_app
+
+    source = inspect.getsource(base_app)
+
+    assert "from .http.traffic import TimeoutMiddleware" in source, (
+        "BentoML no longer imports TimeoutMiddleware by name when it builds an app: "
+        "install_timeout_middleware (the request-timeout fix) would do nothing"
+    )
+
+
+def test_the_timeout_middleware_still_takes_app_and_timeout_and_fails_its_waiter():
+    middleware = bentoml_compat.TimeoutMiddleware(app=None, timeout=5)
+
+    async def waiter_after_timeout() -> asyncio.Future:
+        waiter = asyncio.get_running_loop().create_future()
+        middleware._set_timer_out(waiter)
+        return waiter
+
+    waiter = asyncio.run(waiter_after_timeout())
+    assert middleware.timeout == 5
+    assert isinstance(waiter.exception(), TimeoutError)
+
+
+def test_install_timeout_middleware_replaces_the_class_bentoml_builds():
+    from bentoml._internal.server.http import traffic
+
+    original = traffic.TimeoutMiddleware
+
+    class Replacement(original):
+        pass
+
+    try:
+        bentoml_compat.install_timeout_middleware(Replacement)
+        assert traffic.TimeoutMiddleware is Replacement
+    finally:
+        bentoml_compat.install_timeout_middleware(original)
+
+
+def test_the_store_folders_are_under_the_bentoml_home():
+    home = bentoml_compat.bentoml_home()
+
+    assert home == Path(bentoml.__dict__.get("_home", home))
+    assert bentoml_compat.model_store_dir().is_relative_to(home)
+
+
+def test_bentoml_models_create_still_takes_the_store_it_writes_to(tmp_path):
+    assert bentoml_compat.create_accepts_a_store(), (
+        "bentoml.models.create lost its `_model_store` parameter: store/registry.py cannot "
+        "stage a model outside the store before moving it in atomically"
+    )
+    store = bentoml_compat.model_store_at(tmp_path)
+    with bentoml_compat.create_model_in(store, "compat-check") as model:
+        Path(model.path_of("artifact.txt")).write_text("x", encoding="utf-8")
+
+    assert [str(m.tag.name) for m in store.list()] == ["compat-check"]
+
+
+def test_store_home_at_points_the_store_elsewhere_and_back(tmp_path):
+    before = bentoml_compat.model_store_dir()
+
+    with bentoml_compat.store_home_at(tmp_path):
+        inside = bentoml_compat.model_store_dir()
+
+    assert inside == tmp_path / "models"
+    assert bentoml_compat.model_store_dir() == before
+
+
+def test_the_sdk_service_class_still_offers_the_openapi_spec_the_service_extends():
+    spec = inspect.getattr_static(bentoml_compat.Service, "openapi_spec")
+
+    assert isinstance(spec, property)
+    assert "apis" in {field.name for field in bentoml_compat.Service.__attrs_attrs__}
+
+
+@pytest.mark.parametrize("name", bentoml_compat.INTERNAL_LOGGERS)
+def test_each_internal_logger_the_redaction_covers_is_a_module_that_logs(name):
+    import importlib
+
+    module = importlib.import_module(name)
+
+    assert isinstance(getattr(module, "logger", None), logging.Logger), (
+        f"{name} has no module logger any more: find where BentoML now reports request "
+        "exceptions and redact that logger instead (serving/security.py)"
+    )
