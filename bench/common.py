@@ -28,7 +28,7 @@ RESULTS_NOTE = (
     "section's figures are also in `<section>.json` beside this file, and every bar "
     "is defined once, in `bench.common.TARGETS`."
 )
-SECTIONS = ("quality", "training", "serving", "prognosis", "coverage")
+SECTIONS = ("quality", "training", "serving", "prognosis", "coverage", "versus")
 """The benchmarks in the order `bench.run` runs them and RESULTS.md shows their sections."""
 SECTION_TITLES = {
     "quality": "Quality",
@@ -36,6 +36,7 @@ SECTION_TITLES = {
     "serving": "Serving",
     "prognosis": "Prognosis (in-process)",
     "coverage": "Coverage of the 95 % intervals",
+    "versus": "Latency against an earlier commit",
 }
 TARGETS_SECTION = "targets"
 
@@ -79,6 +80,20 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
+    "versus_in_process_ratio": Target(
+        "versus",
+        "one prognosis in-process, now / before (median over alternating rounds)",
+        1.05,
+        "x",
+        digits=3,
+    ),
+    "versus_served_ratio": Target(
+        "versus",
+        "`POST /v1/prognosis`, single client, median, now / before",
+        1.05,
+        "x",
+        digits=3,
+    ),
     "quality_oracle_gap": Target(
         "quality",
         "synthetic cohort: the oracle's Harrell C minus our best (OS and HPFS, the larger)",
