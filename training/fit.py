@@ -31,6 +31,7 @@ from model.schema import (
     effective_grades,
     encode,
 )
+from model.similar import similarity_tables
 from training.evidence import shrinkage_table
 from training.synthetic import CohortSpec
 from training.validate import hpfs_event_types
@@ -419,6 +420,7 @@ def fit_bundle(
             e: adequately_followed_month(cohort[f"{e}_months"]) for e in ENDPOINTS
         },
         numbers_at_risk={e: numbers_at_risk(cohort[f"{e}_months"]) for e in ENDPOINTS},
+        similar_patients=similarity_tables(cohort, design.to_numpy(), models),
         metadata={
             **metadata,
             "trained_on": cohort_label,
