@@ -59,6 +59,7 @@ from serving.fhir import (
     read_json,
     validate_resources,
 )
+from serving.harms import harms_markdown
 from serving.security import CALLER_STATE_KEY
 
 __all__ = [
@@ -611,6 +612,9 @@ def card_detail(prognosis: Mapping[str, Any], mapped: MappedPatient, missing: Se
         )
     if assumed:
         lines += ["", "**Assumed, not recorded**", *assumed]
+    harms = harms_markdown(prognosis.get("procedure_harms"))
+    if harms:
+        lines += ["", *harms]
     caveat = prognosis["os"]["modalities"][0]["caveat"]
     lines += ["", f"_{caveat}_", "", f"**{prognosis['disclaimer']}**"]
     return "\n".join(lines)

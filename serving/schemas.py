@@ -13,11 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool
 
 from model.bundle import MONTH_GRID
 from model.schema import NOT_A_BOOLEAN, Patient
 from serving.settings import load_settings
+from serving.view_schemas import (
+    ContributionsOverTime,
+    OutOf100,
+    PlainLanguage,
+    ProcedureHarms,
+    SimilarPatients,
+)
 
 __all__ = [
     "EXAMPLE_BATCH_REQUEST",
@@ -104,6 +111,12 @@ class PrognosisRequest(bentoml.IODescriptor):
         ),
         NOT_A_BOOLEAN,
     ] = None
+    contributions_over_time: StrictBool = Field(
+        False,
+        description="Add `contributions_over_time`: each field's contribution to HPFS, OS and "
+        "the cumulative incidence at 12, 24 and 36 months in probability points. Off by "
+        "default: it costs some 1,024 extra curves per endpoint.",
+    )
 
 
 class BatchRequest(bentoml.IODescriptor):
@@ -371,6 +384,21 @@ class Prognosis(bentoml.IODescriptor):
     patient_summary: PatientSummary
     warnings: list[PrognosisWarning]
     disclaimer: str
+    out_of_100: OutOf100 | None = Field(
+        None, description="Of 100 people like this patient, per modality at 1, 2 and 3 years."
+    )
+    plain_language: PlainLanguage | None = None
+    procedure_harms: ProcedureHarms | None = Field(
+        None, description="Published harms of each procedure: population figures, with source."
+    )
+    similar_patients: SimilarPatients | None = Field(
+        None,
+        description="Kaplan-Meier curves of the most similar training patients; None for "
+        "bundles saved without them.",
+    )
+    contributions_over_time: ContributionsOverTime | None = Field(
+        None, description="Only when the request sets `contributions_over_time`."
+    )
 
 
 class PrognosisList(RootModel[list[Prognosis]], bentoml.IODescriptor):

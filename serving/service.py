@@ -26,6 +26,7 @@ from serving.audit import AuditEntry, AuditLog, caller_id
 from serving.cds_hooks import cds_app
 from serving.exceptions import AuditIntegrityError, AuditWriteError, ModelSchemaMismatch
 from serving.fhir import fhir_app
+from serving.harms import load_procedure_harms
 from serving.model_card import build_model_card
 from serving.openapi import NetPrognosisService
 from serving.schemas import (
@@ -190,7 +191,7 @@ class NetPrognosis:
         settings = load_settings()
         stored, bundle = load_verified(str(type(self).bundle_ref.tag))
         self.model_tag = str(stored.tag)
-        self.predictor = Predictor(bundle)
+        self.predictor = Predictor(bundle, procedure_harms=load_procedure_harms())
         self.card = build_model_card(stored, bundle)
         self.audit = AuditLog.from_settings(settings)
         self.audit.check_writable()
@@ -219,7 +220,11 @@ class NetPrognosis:
         follow-up. Every answer is recorded in the audit log first (503 if it cannot be).
         """
         try:
-            result = self.predictor.prognosis(request.patient, request.months_since_treatment)
+            result = self.predictor.prognosis(
+                request.patient,
+                request.months_since_treatment,
+                contributions_over_time=request.contributions_over_time,
+            )
         except ModelError as error:
             return _error(ctx, 422, str(error))
         payload = _audit_payload(request.patient, request.months_since_treatment)
