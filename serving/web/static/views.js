@@ -40,7 +40,7 @@
   }
 
   const ordered = (modalities) => [...modalities].sort((a, b) => Number(b.planned) - Number(a.planned));
-  const points = (p) => `${p >= 0 ? "+" : "−"}${Math.abs(100 * p).toFixed(1)}`;
+  const points = (p) => (Math.abs(100 * p) < 0.05 ? "0.0" : `${p > 0 ? "+" : "−"}${Math.abs(100 * p).toFixed(1)}`);
 
   // ---- Icon arrays ----------------------------------------------------------------------------
 
@@ -226,8 +226,9 @@
     if (!over[select.value]) select.value = "os";
     const curve = select.value;
     const block = over[curve];
-    const largest = Math.max(0.5, ...block.at.flatMap((a) => a.items.map((i) => Math.abs(100 * i.contribution))));
-    const range = [-1.3 * largest, 1.3 * largest];
+    // One axis for the three horizons, with room outside the bars for their labels.
+    const values = block.at.flatMap((a) => a.items.map((i) => 100 * i.contribution));
+    const range = [Math.min(0, ...values) * 1.6 - 2, Math.max(0, ...values) * 1.6 + 2];
     for (const at of block.at) timeChart(curve, at, range, curve === "hepatic_progression");
     $("time-tables").replaceChildren(...block.at.map((at) => timeTable(curve, at)));
     const worse = curve === "hepatic_progression" ? "red: more progression" : "red: lower survival";
