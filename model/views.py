@@ -3,8 +3,6 @@ the procedure's harms, patients like this one and (on request) contributions ove
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from model.bundle import MONTH_GRID
@@ -20,10 +18,20 @@ _AT = np.searchsorted(MONTH_GRID, CONTRIBUTION_HORIZONS)
 
 
 def _survival_game(endpoint):
-    """S(t) at the contribution horizons as the prognosis computes it for one endpoint."""
+    """S(t) at the contribution horizons as the prognosis computes it for one endpoint.
+
+    ``exp(-sum_k exp(x'beta_k) H0_k(t))`` over the Cox components (the full-data fit's
+    ``exp(-exp(margin) H0(t))`` for a boosted primary), evaluated at the three horizons only:
+    the 1,024 coalitions' whole curves would cost some 40 times more.
+    """
     if endpoint.curves is not None:
-        return lambda design: endpoint.curves.survival(design)[:, _AT]
-    return lambda design: endpoint.primary.survival(design)[:, _AT]
+        components = [(c.coef, c.baseline[_AT]) for c in endpoint.curves.components]
+        return lambda design: np.exp(
+            -sum(np.exp(design @ coef)[:, None] * baseline for coef, baseline in components)
+        )
+    primary = endpoint.primary
+    baseline = primary.baseline[_AT]
+    return lambda design: np.exp(-np.exp(primary.log_hazard(design))[:, None] * baseline)
 
 
 def _incidence_game(curves):
@@ -79,7 +87,8 @@ class ClinicianViews:
         counts = out_of_100(answer)
         answer["out_of_100"] = counts
         answer["plain_language"] = plain_summaries(counts, synthetic=self.synthetic)
-        answer["procedure_harms"] = copy.deepcopy(self.procedure_harms)
+        # Shared, not copied, like the curves: an answer is read-only (docs/prognosis.md).
+        answer["procedure_harms"] = self.procedure_harms
         answer["similar_patients"] = self._similar(patient, design_row)
         if over_time:
             answer["contributions_over_time"] = contributions_over_time(
