@@ -84,7 +84,11 @@ def test_the_answer_has_out_of_100_plain_words_and_patients_like_this(client):
     assert answer.similar_patients.synthetic is True
 
 
-def test_the_cds_card_detail_lists_the_harms_with_the_source_and_not_reported_for_sirt(client):
+def test_the_cds_card_detail_lists_the_harms_with_the_source_and_not_reported_for_sirt(
+    make_client,
+):
+    # Its own service instance, as in test_cds_hooks.py: the CDS routes need the current one.
+    client = make_client()
     request = example("fhir/cds_patient_view.json")
     answer = client.post("/cds-services/net-embolotherapy-prognosis", json=request)
 
