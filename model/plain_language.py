@@ -126,14 +126,19 @@ def _clinician_text(entry: dict, planned: bool) -> str:
     return f"{lead}: {'; '.join(parts)}."
 
 
+def _about(count: int) -> str:
+    return "almost none" if count == 0 else f"about {count}"
+
+
 def _patient_text(entry: dict) -> str:
     sentences = [f"Out of 100 people like you who have {PLAIN_NAMES[entry['modality']]}:"]
     for at in entry["at"]:
         low, high = at["alive_range"]
+        progressed = _about(at["alive_after_progression"])
         sentences.append(
-            f"After {YEARS[at['month']]}, about {at['progression_free']} are alive and their "
-            f"liver tumours have not grown. About {at['alive_after_progression']} are alive but "
-            f"their liver tumours have grown. About {at['died']} have died. (The number alive "
+            f"After {YEARS[at['month']]}, {_about(at['progression_free'])} are alive and their "
+            f"liver tumours have not grown. {progressed.capitalize()} are alive but their liver "
+            f"tumours have grown. {_about(at['died']).capitalize()} have died. (The number alive "
             f"could be anywhere from about {low} to {high}.)"
         )
     return " ".join(sentences)

@@ -70,6 +70,12 @@ def test_each_icon_array_is_the_apis_probabilities_in_whole_people_with_a_text_a
             label = svg.get_attribute("aria-label")
             assert f"about {alive} of 100, between" in label
             assert f"died, about {100 - alive}" in label
+    arrays = page.locator("#icon-arrays svg.icon-array")
+    assert arrays.count() == len(MODALITIES) * len(MONTHS)
+    for svg in arrays.all():
+        assert svg.get_attribute("role") == "img"
+        assert re.search(r"\d+ of 100", svg.get_attribute("aria-label"))
+    assert page.locator("#icon-legend svg[aria-hidden='true']").count() == len(STATE_CLASSES)
     words = page.inner_text("#plain-clinician")
     assert words.startswith("Of 100 patients like this one treated with TACE (planned)")
     web.assert_clean()
@@ -122,6 +128,8 @@ def test_the_switch_shows_the_patient_view_in_plain_words_and_back_by_keyboard(
     label = page.get_attribute("#icons-TACE-12", "aria-label")
     assert label.startswith("chemoembolisation (TACE), after 1 year: out of 100 people")
     assert page.inner_text("#harms-table tbody th").startswith("Died within a month")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
     page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.id") == "view-clinician"
     page.keyboard.press("Enter")
