@@ -47,8 +47,9 @@ PLAIN_POPULATION = (
 
 def whole_people(probability: float) -> int:
     """``100 x probability`` rounded half up to a whole person (62.5 -> 63)."""
-    # Rounded to 6 decimals first: 100 * 0.615 is 61.4999... in binary floating point.
-    return int(math.floor(round(100.0 * probability, 6) + 0.5))
+    # The nudge: 100 * 0.615 is 61.4999... in binary floating point. Probabilities come with
+    # 4 decimals, so no true value lies within 1e-9 below a half.
+    return math.floor(100.0 * probability + 0.5 + 1e-9)
 
 
 def _counts(hpfs: dict, os: dict) -> dict:

@@ -156,3 +156,18 @@ def test_similarity_tables_use_the_grade_derived_from_ki67_where_no_grade_was_re
     assert tables["hpfs"]["burden_category"].tolist() == ["<25", ">75"]
     assert tables["os"]["event"].tolist() == [False, True]
     assert tables["os"]["log_hazard_m"].tolist() == [0.5, 1.5]
+
+
+def test_the_product_limit_estimate_matches_lifelines_with_tied_and_censored_times():
+    from model.similar import kaplan_meier_on_grid
+
+    rng = np.random.default_rng(5)
+    months = rng.integers(1, 40, size=60).astype(float)  # whole months: many ties
+    event = rng.random(60) < 0.6
+
+    curve, at_risk = kaplan_meier_on_grid(months, event)
+    grid = np.array([p["month"] for p in curve])
+    expected = KaplanMeierFitter().fit(months, event).survival_function_at_times(grid)
+
+    np.testing.assert_allclose([p["survival"] for p in curve], expected.to_numpy(), atol=5e-5)
+    assert [n["at_risk"] for n in at_risk] == [int((months >= n["month"]).sum()) for n in at_risk]
