@@ -151,6 +151,12 @@ TARGETS: dict[str, Target] = {
         first="<= 2 s",
         digits=2,
     ),
+    "prognosis_contributions_ms": Target(
+        "prognosis",
+        "one prognosis with contributions_over_time in-process, coxnet primary, median wall",
+        30.0,
+        "ms",
+    ),
     "coverage_2000_low": Target(
         "coverage",
         "2,000-patient fits: the lowest share of patients whose 95 % interval holds the true "

@@ -136,6 +136,9 @@ class ModelBundle:
     numbers_at_risk: dict[str, dict[int, int]] = field(default_factory=dict)
     """Training patients still followed (event-free, uncensored) at each whole year, per
     endpoint: ``{endpoint: {month: n}}`` for months 0, 12, ..., 120."""
+    similar_patients: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """What "patients like this one" needs, per endpoint (:func:`model.similar.similarity_tables`):
+    grade, burden category, each family's log relative hazard, time and event; no identifier."""
 
 
 def is_linear(model: CurveModel) -> bool:

@@ -24,6 +24,7 @@ from serving.audit import AuditLog
 from serving.cds_hooks import cds_app
 from serving.exceptions import AuditWriteError
 from serving.fhir import fhir_app
+from serving.harms import load_procedure_harms
 from serving.loading import RegisteredBundle, check_stored, load_verified, resolve_bundle_tag
 from serving.middleware import JsonRoutingErrors, install_request_timeout
 from serving.model_card import build_model_card
@@ -100,7 +101,9 @@ class NetPrognosis:
         self.card = build_model_card(stored, bundle)
         audit = AuditLog.from_settings(settings)
         audit.check_writable()
-        self.answers = PrognosisService(self.model_tag, Predictor(bundle), audit)
+        self.answers = PrognosisService(
+            self.model_tag, Predictor(bundle, procedure_harms=load_procedure_harms()), audit
+        )
         """The answer path of every route, the mounted FHIR and CDS Hooks apps' included."""
         logger.info(
             "serving %s (trained on %s data); audit log %s",
@@ -132,6 +135,7 @@ class NetPrognosis:
                 caller=caller_of(ctx.request),
                 route=ROUTE_PROGNOSIS,
                 months_since_treatment=request.months_since_treatment,
+                contributions_over_time=request.contributions_over_time,
             )
         except ModelError as error:
             return _status(ctx, error_answer(422, str(error)))

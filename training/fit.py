@@ -31,6 +31,7 @@ from model.schema import (
     effective_grades,
     encode,
 )
+from model.similar import similarity_tables
 from training.evidence import shrinkage_table
 from training.synthetic import CohortSpec
 from training.validate import hpfs_event_types
@@ -429,6 +430,7 @@ def fit_bundle(
         support_counts=support_counts(cohort),
         shap_background=design.sample(min(background_size, len(design)), random_state=seed),
         **_follow_up(cohort),
+        similar_patients=similarity_tables(cohort, design.to_numpy(), models),
         metadata={**metadata, **_run_metadata(cohort, cohort_label, seed, n_bootstrap)},
     )
 
