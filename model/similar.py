@@ -208,7 +208,7 @@ class SimilarPatients:
 
     def _endpoint_entry(self, nearest, grade, burden, endpoint) -> dict:
         stratum = self._strata[endpoint].get((grade, burden))
-        if nearest is None:
+        if nearest is None or stratum is None:
             size = 0 if stratum is None else len(stratum["months"])
             return {
                 "shown": False,
