@@ -136,9 +136,10 @@ class ModelBundle:
     numbers_at_risk: dict[str, dict[int, int]] = field(default_factory=dict)
     """Training patients still followed (event-free, uncensored) at each whole year, per
     endpoint: ``{endpoint: {month: n}}`` for months 0, 12, ..., 120."""
-    similar_patients: dict[str, pd.DataFrame] = field(default_factory=dict)
-    """What "patients like this one" needs, per endpoint (:func:`model.similar.similarity_tables`):
-    grade, burden category, each family's log relative hazard, time and event; no identifier."""
+    similar_patients: dict = field(default_factory=dict)
+    """What "patients like this one" needs (:func:`model.similar.similarity_tables`): per
+    endpoint, family and grade-by-burden stratum, fixed groups of training patients' aggregates
+    (size, events, Kaplan-Meier curve, numbers at risk); no patient's row."""
 
 
 def is_linear(model: CurveModel) -> bool:

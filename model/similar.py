@@ -1,17 +1,20 @@
-"""Patients like this one: the Kaplan-Meier curve of the most similar training patients.
+"""Patients like this one: the Kaplan-Meier curve of a group of similar training patients.
 
 The rule, stated in every answer: the training patients with the same WHO grade and the same
-tumour-burden category as this patient, and among them the `k` whose log relative hazard
-under the endpoint's primary model (each under the modality they received) is nearest this
-patient's (under the planned modality). Their outcome is shown only as an aggregate, a
-Kaplan-Meier curve with numbers at risk (:func:`kaplan_meier_on_grid`), never row by
-row, and not at all when fewer than :data:`MIN_SIMILAR` training patients share the grade and
-burden category.
+tumour-burden category as this patient, sorted by their log relative hazard under the
+endpoint's primary model (each under the modality they received), are split into consecutive
+groups of at least `k` (:data:`K_SIMILAR`; fewer than `k` only where the whole stratum is
+smaller); the group whose risk scores span this patient's (under the planned modality) is
+shown. Nothing is shown when fewer than :data:`MIN_SIMILAR` training patients share the grade
+and burden category.
 
-What a bundle holds for this (:func:`similarity_tables`, made at training time) is the least
-that the rule needs: per endpoint and training patient, the grade, the burden category, the
-log relative hazard of each model family and the follow-up time and event, with no identifier
-and no other field.
+What a bundle holds for this (:func:`similarity_tables`, made at training time) are only the
+groups' aggregates: per endpoint, model family and stratum, the stratum's size, the risk
+scores where one group ends and the next begins, and per group its size, its number of
+events, its Kaplan-Meier curve (:func:`kaplan_meier_on_grid`: it stops where fewer than
+:data:`MIN_AT_RISK_SHOWN` are still followed) and its numbers at risk. No patient's row, time,
+event or risk score is kept, and the groups are fixed, not re-drawn around each patient, so
+that answers for neighbouring patients cannot be differenced to reveal one patient's outcome.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from model.support import burden_label
 __all__ = ["K_SIMILAR", "MIN_SIMILAR", "SimilarPatients", "similarity_tables"]
 
 K_SIMILAR = 50
-"""How many of the most similar training patients make the curve (fewer if fewer share the
-grade and burden category)."""
+"""The smallest group of similar training patients a curve is made of (groups hold between
+`k` and ``2k - 1``), unless the whole stratum is smaller."""
 
 MIN_SIMILAR = 20
 """Below this many training patients of the same grade and burden category, nothing is shown:
@@ -36,15 +39,17 @@ a curve of fewer patients says little and comes closer to describing individuals
 AT_RISK_EVERY_MONTHS = 12
 
 MIN_AT_RISK_SHOWN = 5
-"""The curve stops where fewer than this many of the selected patients are still followed:
-a step of the last few would tell one patient's outcome."""
+"""The curve stops where fewer than this many of the group are still followed: a step of the
+last few would tell one patient's outcome."""
 
 _DIGITS = 4
 """Decimals of the Kaplan-Meier survival, as of the model's curves."""
 
 
-def similarity_tables(cohort: pd.DataFrame, design, models: dict) -> dict[str, pd.DataFrame]:
-    """What :class:`SimilarPatients` needs of the training cohort, per endpoint.
+def similarity_tables(
+    cohort: pd.DataFrame, design, models: dict, *, k: int = K_SIMILAR, minimum: int = MIN_SIMILAR
+) -> dict:
+    """The groups' aggregates that :class:`SimilarPatients` answers from.
 
     Parameters
     ----------
@@ -54,32 +59,61 @@ def similarity_tables(cohort: pd.DataFrame, design, models: dict) -> dict[str, p
         Its encoding under the modality each patient received.
     models : dict
         ``{endpoint: {family: EndpointModel}}`` fitted on it.
+    k, minimum : int
+        :data:`K_SIMILAR` and :data:`MIN_SIMILAR`.
 
     Returns
     -------
     dict
-        ``{endpoint: DataFrame}`` with columns `who_grade`, `burden_category`,
-        ``log_hazard_{family}`` per family, `months` and `event`; no identifier.
+        ``{"k", "minimum", "strata": {endpoint: {family: {(grade, burden): stratum}}}}``, a
+        stratum being ``{"n": int, "cuts": list of float, "groups": list of dict}`` (no cuts
+        and no groups below `minimum`); a group holds ``n_patients``, ``n_events``, ``curve``
+        and ``numbers_at_risk``.
     """
     design = np.asarray(design, dtype=float)
-    strata = {
-        "who_grade": effective_grades(cohort).to_numpy(dtype=object),
-        "burden_category": burden_categories(cohort["tumor_burden_percent"]),
-    }
-    return {
-        endpoint: pd.DataFrame(
+    grades = effective_grades(cohort).to_numpy(dtype=object)
+    burdens = burden_categories(cohort["tumor_burden_percent"])
+    strata: dict = {}
+    for endpoint in ENDPOINTS:
+        months = cohort[f"{endpoint}_months"].to_numpy(dtype=float)
+        event = cohort[f"{endpoint}_event"].to_numpy(dtype=bool)
+        strata[endpoint] = {}
+        for family, model in models[endpoint].items():
+            log_hazard = np.asarray(model.full.log_hazard(design), dtype=float)
+            strata[endpoint][family] = {
+                key: _stratum(log_hazard[rows], months[rows], event[rows], k, minimum)
+                for key, rows in _strata_rows(grades, burdens).items()
+            }
+    return {"k": k, "minimum": minimum, "strata": strata}
+
+
+def _strata_rows(grades, burdens) -> dict[tuple, np.ndarray]:
+    keys = pd.Series(list(zip(grades, burdens, strict=True)))
+    return {key: rows.to_numpy() for key, rows in keys.groupby(keys).groups.items()}
+
+
+def _stratum(log_hazard, months, event, k: int, minimum: int) -> dict:
+    """One stratum's groups: consecutive in risk score, each of at least `k` patients."""
+    if len(months) < minimum:
+        return {"n": len(months), "cuts": [], "groups": []}
+    order = np.argsort(log_hazard, kind="stable")
+    groups = np.array_split(order, max(1, len(order) // k))
+    cuts = [
+        float((log_hazard[before].max() + log_hazard[after].min()) / 2)
+        for before, after in zip(groups[:-1], groups[1:], strict=True)
+    ]
+    summaries = []
+    for rows in groups:
+        curve, at_risk = kaplan_meier_on_grid(months[rows], event[rows])
+        summaries.append(
             {
-                **strata,
-                **{
-                    f"log_hazard_{name}": np.asarray(model.full.log_hazard(design), dtype=float)
-                    for name, model in models[endpoint].items()
-                },
-                "months": cohort[f"{endpoint}_months"].to_numpy(dtype=float),
-                "event": cohort[f"{endpoint}_event"].to_numpy(dtype=bool),
+                "n_patients": len(rows),
+                "n_events": int(event[rows].sum()),
+                "curve": curve,
+                "numbers_at_risk": at_risk,
             }
         )
-        for endpoint in ENDPOINTS
-    }
+    return {"n": len(months), "cuts": cuts, "groups": summaries}
 
 
 def kaplan_meier_on_grid(months, event) -> tuple[list[dict], list[dict]]:
@@ -133,41 +167,21 @@ class SimilarPatients:
         :func:`similarity_tables` of the training cohort (``bundle.similar_patients``).
     synthetic : bool
         Whether the training patients are synthetic (every summary then says so).
-    k, minimum : int
-        :data:`K_SIMILAR` and :data:`MIN_SIMILAR`.
     """
 
-    def __init__(self, tables: dict, *, synthetic: bool, k=K_SIMILAR, minimum=MIN_SIMILAR):
+    def __init__(self, tables: dict, *, synthetic: bool):
         self.synthetic = synthetic
-        self.k = k
-        self.minimum = minimum
-        # Keyed by the selected rows: patients with the same selection share one curve, and
-        # the selections are few (at most one per window of k rows in each stratum).
-        self._curves: dict[tuple, tuple[list, list]] = {}
-        self._tables = tables
-        self._strata = {
-            endpoint: {
-                key: {name: rows[name].to_numpy() for name in rows.columns} | {"row": rows.index}
-                for key, rows in table.groupby(["who_grade", "burden_category"])
-            }
-            for endpoint, table in tables.items()
-        }
+        self.k = tables["k"]
+        self.minimum = tables["minimum"]
+        self._strata = tables["strata"]
 
-    def _nearest(self, endpoint, family, grade, burden, log_hazard) -> np.ndarray | None:
-        stratum = self._strata[endpoint].get((grade, burden))
-        if stratum is None or len(stratum["months"]) < self.minimum:
-            return None
-        distance = np.abs(stratum[f"log_hazard_{family}"] - log_hazard)
-        return np.sort(np.argsort(distance, kind="stable")[: self.k])
-
-    def selected(self, endpoint, family, grade, burden, log_hazard) -> pd.DataFrame | None:
-        """The selected training rows (for tests: never part of an answer), or None below the
+    def group(self, endpoint, family, grade, burden, log_hazard) -> dict | None:
+        """The aggregate of the group whose risk scores span `log_hazard`, or None below the
         minimum."""
-        nearest = self._nearest(endpoint, family, grade, burden, log_hazard)
-        if nearest is None:
+        stratum = self._strata[endpoint][family].get((grade, burden))
+        if stratum is None or not stratum["groups"]:
             return None
-        rows = self._strata[endpoint][(grade, burden)]["row"][nearest]
-        return self._tables[endpoint].loc[rows]
+        return stratum["groups"][int(np.searchsorted(stratum["cuts"], log_hazard))]
 
     def summary(self, families: dict[str, str], grade, burden, log_hazards: dict) -> dict:
         """The JSON summary for one patient: the rule, and per endpoint the curve or why not.
@@ -184,9 +198,10 @@ class SimilarPatients:
         out = {
             "rule": (
                 f"Training patients with the same WHO grade ({grade}) and tumour burden "
-                f"({burden_label(burden)}) as this patient; of them, the {self.k} whose risk "
-                "score (the model's log relative hazard, each under the treatment they "
-                "received) is closest to this patient's under the planned treatment."
+                f"({burden_label(burden)}) as this patient, sorted by risk score (the model's "
+                "log relative hazard, each under the treatment they received) and split into "
+                f"fixed groups of at least {self.k}; shown is the group whose risk scores span "
+                "this patient's under the planned treatment."
             ),
             "k": self.k,
             "minimum": self.minimum,
@@ -202,14 +217,14 @@ class SimilarPatients:
             ),
         }
         for endpoint, family in families.items():
-            nearest = self._nearest(endpoint, family, grade, burden, log_hazards[endpoint])
-            out[endpoint] = self._endpoint_entry(nearest, grade, burden, endpoint)
+            group = self.group(endpoint, family, grade, burden, log_hazards[endpoint])
+            out[endpoint] = self._endpoint_entry(group, endpoint, family, grade, burden)
         return out
 
-    def _endpoint_entry(self, nearest, grade, burden, endpoint) -> dict:
-        stratum = self._strata[endpoint].get((grade, burden))
-        if nearest is None or stratum is None:
-            size = 0 if stratum is None else len(stratum["months"])
+    def _endpoint_entry(self, group, endpoint, family, grade, burden) -> dict:
+        if group is None:
+            stratum = self._strata[endpoint][family].get((grade, burden))
+            size = 0 if stratum is None else stratum["n"]
             return {
                 "shown": False,
                 "n_patients": None,
@@ -220,15 +235,10 @@ class SimilarPatients:
                 "curve": None,
                 "numbers_at_risk": None,
             }
-        months, event = stratum["months"][nearest], stratum["event"][nearest]
-        key = (endpoint, grade, burden, nearest.tobytes())
-        if key not in self._curves:
-            self._curves[key] = kaplan_meier_on_grid(months, event)
-        curve, at_risk = self._curves[key]
         return {
             "shown": True,
-            "n_patients": len(nearest),
-            "n_events": int(event.sum()),
-            "curve": [dict(point) for point in curve],
-            "numbers_at_risk": [dict(point) for point in at_risk],
+            "n_patients": group["n_patients"],
+            "n_events": group["n_events"],
+            "curve": [dict(point) for point in group["curve"]],
+            "numbers_at_risk": [dict(point) for point in group["numbers_at_risk"]],
         }
