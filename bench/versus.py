@@ -17,7 +17,10 @@ ratio now / before. Writes the "versus" section of ``bench/RESULTS.md`` and
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.versus --ref <commit> [--rounds 3]
+    .venv/bin/python -m bench.versus --ref <commit> [--now <commit>] [--rounds 3]
+
+`--now` measures another commit instead of this checkout (both then run from temporary
+worktrees), e.g. a merge before later work landed on top of it.
 
 Targets: ``bench.common.TARGETS`` (``versus_*``).
 """
@@ -150,6 +153,7 @@ def _served(trees: dict[str, Path], homes: dict[str, Path], scratch: Path, args)
 
 
 def _report(ref: str, head: str, measured: dict, args, env: dict) -> tuple[str, dict]:
+    now_arg = f" --now {args.now}" if args.now else ""
     rows, ratios = [], {}
     for kind, rounds in measured.items():
         before, now = (statistics.median(rounds[name]) for name in ("before", "now"))
@@ -162,7 +166,7 @@ def _report(ref: str, head: str, measured: dict, args, env: dict) -> tuple[str, 
     lines = [
         "## Latency against an earlier commit",
         "",
-        *environment_lines(env, f".venv/bin/python -m bench.versus --ref {ref}"),
+        *environment_lines(env, f".venv/bin/python -m bench.versus --ref {ref}{now_arg}"),
         f"- before: `{ref}`; now: `{head}`; {args.rounds} rounds, alternating versions; "
         f"in-process: {args.calls} prognoses per round; served: {args.requests} sequential "
         "requests per round after a warm-up, one worker",
@@ -177,6 +181,7 @@ def _report(ref: str, head: str, measured: dict, args, env: dict) -> tuple[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", required=True, help="the earlier commit")
+    parser.add_argument("--now", help="the later commit (default: this checkout)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--requests", type=int, default=300)
@@ -185,14 +190,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     git = ["git", "-C", str(ROOT)]
     head = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
+        [*git, "rev-parse", "--short", args.now or "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="netprog-bench-versus-") as scratch:
         scratch_path = Path(scratch)
-        before = scratch_path / "before"
-        subprocess.run([*git, "worktree", "add", "--detach", str(before), args.ref], check=True)
+        trees = {
+            "before": scratch_path / "before",
+            "now": scratch_path / "now" if args.now else ROOT,
+        }
+        refs = {"before": args.ref, "now": args.now}
+        added = [name for name in trees if refs[name]]
+        for name in added:
+            subprocess.run(
+                [*git, "worktree", "add", "--detach", str(trees[name]), refs[name]], check=True
+            )
         try:
-            trees = {"before": before, "now": ROOT}
             homes = {name: scratch_path / name / "bentoml" for name in trees}
             patients = _patients(64)
             measured = {
@@ -200,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
                 "served": _served(trees, homes, scratch_path, args),
             }
         finally:
-            subprocess.run([*git, "worktree", "remove", "--force", str(before)], check=False)
+            for name in added:
+                subprocess.run(
+                    [*git, "worktree", "remove", "--force", str(trees[name])], check=False
+                )
     markdown, figures = _report(args.ref, head, measured, args, environment(()))
     print(markdown)
     if not args.no_write:
