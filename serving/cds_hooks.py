@@ -59,6 +59,7 @@ from serving.fhir import (
     read_json,
     validate_resources,
 )
+from serving.risk_assessment import risk_assessment_suggestion
 from serving.security import CALLER_STATE_KEY
 
 __all__ = [
@@ -824,6 +825,11 @@ def _answer_hook(service: Any, request: Request, service_id: str, body: bytes) -
         return answer
     prognosis = json.loads(answer.body)
     card = prognosis_card(prognosis, mapped, base_url=base, missing_prefetch=missing)
+    card["suggestions"].append(
+        risk_assessment_suggestion(
+            prognosis, mapped.provenance, patient_id=hook_request.patient_id, card_uuid=card["uuid"]
+        )
+    )
     return JSONResponse({"cards": [card]})
 
 

@@ -61,6 +61,7 @@ from starlette.responses import JSONResponse, Response
 from model.exceptions import ModelError
 from model.schema import Patient
 from serving.exceptions import ServingError
+from serving.risk_assessment import prognosis_bundle, wants_fhir
 
 __all__ = [
     "EXAMPLE_BUNDLE",
@@ -1513,7 +1514,13 @@ def _fhir_answer(service: Any, request: Request, body: bytes) -> Response:
         patient = mapped.patient.model_dump(mode="json")
         return {**result, "patient": patient, "provenance": mapped.provenance}
 
-    return audited_prognosis(service, request, ROUTE_FHIR_PROGNOSIS, mapped, extra)
+    answer = audited_prognosis(service, request, ROUTE_FHIR_PROGNOSIS, mapped, extra)
+    if answer.status_code == 200 and wants_fhir(
+        request.headers.get("accept"), request.query_params.get("_format")
+    ):
+        fhir_body = prognosis_bundle(json.loads(answer.body), mapped.provenance)
+        return JSONResponse(fhir_body, media_type=_FHIR_JSON)
+    return answer
 
 
 EXAMPLE_BUNDLE = json.loads(

@@ -21,6 +21,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.fhir_refusals import body_limit
 from serving.settings import Settings, load_settings
 
 __all__ = [
@@ -110,6 +111,7 @@ class RequestGuard:
         self.app = app
         self.json_routes = frozenset(json_routes)
         self.max_body_bytes = settings.max_body_bytes
+        self.max_record_body_bytes = settings.max_record_body_bytes
         self.token_hashes = tuple(bytes.fromhex(h) for h in settings.api_token_hashes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,10 +123,11 @@ class RequestGuard:
         if rejection is not None:
             await rejection(scope, receive, send)
             return
-        body, complete = await self._read_body(receive)
+        limit = self._body_limit(scope["path"])
+        body, complete = await self._read_body(receive, limit)
         if body is None:
             if complete:
-                await self._too_large()(scope, receive, send)
+                await self._too_large(limit)(scope, receive, send)
             return
         if _is_protected(scope["path"]) and _is_json(headers) and json_depth_exceeds(body):
             await _error(400, _TOO_DEEP)(scope, receive, send)
@@ -147,9 +150,16 @@ class RequestGuard:
         if declared is not None:
             if not declared.strip().isdigit():
                 return _error(400, "Content-Length must be a whole number")
-            if int(declared) > self.max_body_bytes:
-                return self._too_large()
+            if int(declared) > self._body_limit(path):
+                return self._too_large(self._body_limit(path))
         return None
+
+    def _body_limit(self, path: str) -> int:
+        return body_limit(
+            path,
+            max_body_bytes=self.max_body_bytes,
+            max_record_body_bytes=self.max_record_body_bytes,
+        )
 
     def _authenticate(self, headers: Headers) -> tuple[JSONResponse | None, str | None]:
         values = headers.getlist("authorization")
@@ -173,7 +183,7 @@ class RequestGuard:
             return response, None
         return None, matched
 
-    async def _read_body(self, receive: Receive) -> tuple[bytes | None, bool]:
+    async def _read_body(self, receive: Receive, limit: int) -> tuple[bytes | None, bool]:
         """The whole body, or (None, True) past the limit, or (None, False) on disconnect."""
         chunks, size = [], 0
         while True:
@@ -182,16 +192,16 @@ class RequestGuard:
                 return None, False
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None, True
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), True
 
-    def _too_large(self) -> JSONResponse:
+    def _too_large(self, limit: int) -> JSONResponse:
         return _error(
             413,
-            f"request body must be at most {self.max_body_bytes} bytes; split large batches",
+            f"request body must be at most {limit} bytes; split large batches",
             {"Connection": "close"},
         )
 

@@ -26,6 +26,7 @@ from serving.audit import AuditEntry, AuditLog, caller_id
 from serving.cds_hooks import cds_app
 from serving.exceptions import AuditIntegrityError, AuditWriteError, ModelSchemaMismatch
 from serving.fhir import fhir_app
+from serving.fhir_refusals import FhirRefusalOutcomes
 from serving.model_card import build_model_card
 from serving.openapi import NetPrognosisService
 from serving.schemas import (
@@ -345,6 +346,9 @@ if _SETTINGS.cors_allow_origins:
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"],
     )
+# Outside the guard (middleware added earlier wraps those added later): its refusals on the
+# FHIR route become OperationOutcomes (serving/fhir_refusals.py).
+NetPrognosis.add_asgi_middleware(FhirRefusalOutcomes)
 NetPrognosis.add_asgi_middleware(RequestGuard, json_routes=(ROUTE_PROGNOSIS, ROUTE_BATCH))
 NetPrognosis.add_asgi_middleware(JsonRoutingErrors)
 # The clinician form at `/`: BentoML tries the API and system routes before mounted apps and

@@ -24,6 +24,7 @@ from serving.cds_hooks import (
 )
 from serving.fhir import patient_from_bundle
 from serving.settings import hash_token
+from tests.serving.fhir_schema import assert_fhir
 from tests.serving.test_logging import formatted
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,9 +166,14 @@ def test_the_card_holds_the_comparison_caveat_disclaimer_and_a_form_link_with_th
     assert Patient.model_validate(
         {k: {"true": True, "false": False}.get(v, v) for k, v in fields.items()}
     ) == Patient(**reference["patient"])
-    assert [s["uuid"] for s in card["suggestions"]] == [
+    *decisions, file_it = card["suggestions"]
+    assert [s["uuid"] for s in decisions] == [
         suggestion_uuid(card["uuid"], m) for m in ("TACE", "TAE", "SIRT")
     ]
+    assert [a["resource"]["resourceType"] for a in file_it["actions"]] == ["RiskAssessment"] * 3
+    for action in file_it["actions"]:
+        subject = assert_fhir(action["resource"])["subject"]
+        assert subject == {"reference": "Patient/net-g2-pancreas"}
     assert card["overrideReasons"] == list(OVERRIDE_REASONS)
 
 
