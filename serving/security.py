@@ -21,11 +21,13 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.cds_auth import is_cds_route, unauthorized, verifier_from_file, verify_request
 from serving.fhir_refusals import body_limit
 from serving.settings import Settings, load_settings
 
 __all__ = [
     "CALLER_STATE_KEY",
+    "CDS_CLIENT_STATE_KEY",
     "MAX_JSON_DEPTH",
     "MAX_TOKEN_CHARS",
     "PROTECTED_PREFIXES",
@@ -39,7 +41,10 @@ __all__ = [
 PROTECTED_PREFIXES = ("/v1", "/cds-services")
 """Routes under these prefixes need a bearer token when tokens are configured."""
 CALLER_STATE_KEY = "netprog_token_hash"
-"""Key in the ASGI scope's `state` holding the authenticated caller's token hash (or None)."""
+"""Key in the ASGI scope's `state` holding the authenticated caller's token hash (or None),
+or a verified CDS client's `cds:<issuer>[#tenant]`."""
+CDS_CLIENT_STATE_KEY = "netprog_cds_client"
+"""Key in the ASGI scope's `state` holding the verified CDS client (`VerifiedClient`)."""
 REDACTED_LOGGERS = (
     "bentoml._internal.server.http_app",
     "bentoml.serve",
@@ -113,12 +118,22 @@ class RequestGuard:
         self.max_body_bytes = settings.max_body_bytes
         self.max_record_body_bytes = settings.max_record_body_bytes
         self.token_hashes = tuple(bytes.fromhex(h) for h in settings.api_token_hashes)
+        self.cds_verifier = verifier_from_file(settings.cds_clients_file)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if self.cds_verifier is not None and is_cds_route(scope["path"]):
+            client = await verify_request(
+                self.cds_verifier, scope["path"], headers.getlist("authorization")
+            )
+            if client is None:
+                await unauthorized()(scope, receive, send)
+                return
+            scope.setdefault("state", {})[CALLER_STATE_KEY] = client.caller
+            scope["state"][CDS_CLIENT_STATE_KEY] = client
         rejection = self._check_headers(scope, headers)
         if rejection is not None:
             await rejection(scope, receive, send)
@@ -137,7 +152,8 @@ class RequestGuard:
     def _check_headers(self, scope: Scope, headers: Headers) -> JSONResponse | None:
         """The answer refusing the request from its headers alone, or None to go on."""
         path = scope["path"]
-        if self.token_hashes and _is_protected(path):
+        cds_jwt = self.cds_verifier is not None and is_cds_route(path)
+        if self.token_hashes and _is_protected(path) and not cds_jwt:
             rejection, token_hash = self._authenticate(headers)
             if rejection is not None:
                 return rejection

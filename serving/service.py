@@ -23,6 +23,7 @@ from model.exceptions import ModelError
 from model.predictor import Predictor
 from model.schema import SCHEMA_VERSION
 from serving.audit import AuditEntry, AuditLog, caller_id
+from serving.cds_auth import verifier_from_file
 from serving.cds_hooks import cds_app
 from serving.exceptions import AuditIntegrityError, AuditWriteError, ModelSchemaMismatch
 from serving.fhir import fhir_app
@@ -195,6 +196,7 @@ class NetPrognosis:
         self.card = build_model_card(stored, bundle)
         self.audit = AuditLog.from_settings(settings)
         self.audit.check_writable()
+        verifier_from_file(settings.cds_clients_file)  # a bad CDS clients file stops the start
         logger.info(
             "serving %s (trained on %s data); audit log %s",
             self.model_tag,

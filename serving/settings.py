@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         "carry whole patient records (default 10 MiB; serving/fhir_refusals.py).",
     )
     max_batch: int = Field(1000, ge=1, description="Most patients in one batch request.")
+    cds_clients_file: Path | None = Field(
+        None,
+        description="CDS Hooks 2.0 clients (YAML or JSON: issuers, their JWK Sets, allowed "
+        "`jku` URLs and FHIR servers; docs/ehr-integration.md). When set, every "
+        "`/cds-services` route needs a client JWT instead of an API token.",
+    )
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Origins allowed by CORS; empty (the default): CORS is off."
     )
