@@ -21,7 +21,14 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-__all__ = ["FetchError", "FetchLimits", "fetch_json", "origin_of", "is_allowed_url"]
+__all__ = [
+    "FetchError",
+    "FetchLimits",
+    "fetch_json",
+    "fetch_json_sized",
+    "is_allowed_url",
+    "origin_of",
+]
 
 MAX_REDIRECTS = 3
 _LOOPBACK_NAMES = ("localhost",)
@@ -72,7 +79,18 @@ def fetch_json(
     limits: FetchLimits = FetchLimits(),
     client: httpx.Client | None = None,
 ) -> object:
-    """GET `url` and parse its JSON body, within `limits`.
+    """GET `url` and parse its JSON body, within `limits` (see `fetch_json_sized`)."""
+    return fetch_json_sized(url, headers=headers, limits=limits, client=client)[0]
+
+
+def fetch_json_sized(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    limits: FetchLimits = FetchLimits(),
+    client: httpx.Client | None = None,
+) -> tuple[object, int]:
+    """GET `url` and parse its JSON body, within `limits`; returns it and the bytes read.
 
     Raises
     ------
@@ -93,7 +111,7 @@ def fetch_json(
         if owned:
             client.close()
     try:
-        return json.loads(body)
+        return json.loads(body), len(body)
     except (ValueError, UnicodeDecodeError):
         raise FetchError("not-json") from None
 

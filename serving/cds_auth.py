@@ -171,6 +171,8 @@ class VerifiedClient:
     subject: str
     tenant: str | None
     jti: str
+    fhir_servers: tuple[str, ...] = ()
+    """The FHIR servers missing prefetch may be fetched from for this client's issuer."""
 
     @property
     def caller(self) -> str:
@@ -288,6 +290,7 @@ class CdsTokenVerifier:
             subject=str(claims["sub"]),
             tenant=tenant if isinstance(tenant, str) else None,
             jti=str(claims["jti"]),
+            fhir_servers=issuer.fhir_servers,
         )
 
     def _header_and_issuer(self, token: str) -> tuple[dict, IssuerConfig]:

@@ -3,7 +3,8 @@
 `GET /cds-services` lists two services: `net-embolotherapy-prognosis` for the `patient-view`
 hook and `net-embolotherapy-prognosis-order` for `order-select`, whose draft embolization
 order (its selected ServiceRequest) sets the planned modality. Each asks the EHR to prefetch
-what `data/fhir_mapping.yaml` reads; the service never queries the EHR's FHIR server itself.
+what `data/fhir_mapping.yaml` reads; what the prefetch lacks is fetched from the EHR's FHIR
+server, or the call answered 412 (serving/prefetch_fetch.py).
 The prefetched resources are validated and mapped by `serving.fhir`, and the answer is one
 card: the median OS and HPFS (hepatic progression or death) for the planned modality in its
 summary, the modality comparison, the cumulative incidence of hepatic progression (death as a
@@ -12,10 +13,9 @@ disclaimer in its detail, and a link to
 the clinician form filled in with the patient. A request that lacks what the model needs is
 answered with a card that says what is missing, never with an error.
 
-Auth: when bearer tokens are configured (`NETPROG_API_TOKEN_HASHES`), these routes need one,
-exactly as `/v1` does. CDS Hooks 2.0 clients send a signed JWT instead; verifying it (issuer
-allow-list, JWKS signature, audience, expiry) is a deployment step in front of the service,
-described in docs/ehr-integration.md.
+Auth: with `NETPROG_CDS_CLIENTS_FILE`, every call needs the CDS Hooks 2.0 client JWT, verified
+by serving/cds_auth.py; without it, when bearer tokens are configured
+(`NETPROG_API_TOKEN_HASHES`), these routes need one, exactly as `/v1` does.
 
 Feedback (`POST /cds-services/{id}/feedback`) is written to the audit log as a `feedback`
 record keyed by the card's uuid, which is the prediction's id: the outcome, the modality the
@@ -25,6 +25,7 @@ the free-text comment only as a keyed digest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -59,8 +60,14 @@ from serving.fhir import (
     read_json,
     validate_resources,
 )
-from serving.risk_assessment import risk_assessment_suggestion
-from serving.security import CALLER_STATE_KEY
+from serving.prefetch_fetch import (
+    PrefetchUnavailable,
+    complete_prefetch,
+    plan_for,
+    precondition_outcome,
+)
+from serving.risk_assessment import FHIR_JSON, risk_assessment_suggestion
+from serving.security import CALLER_STATE_KEY, CDS_CLIENT_STATE_KEY
 
 __all__ = [
     "FEEDBACK_OUTCOMES",
@@ -307,7 +314,8 @@ def discovery(mapping: FhirMapping | None = None) -> dict:
     prefetch = prefetch_templates(mapping)
     usage = (
         "Adults with liver metastases of a neuroendocrine tumour considered for TACE, TAE or "
-        "SIRT. Needs the prefetch (the service does not query the FHIR server). The default "
+        "SIRT. Needs the prefetch; what it lacks is fetched from fhirServer when that server "
+        "is allow-listed for the EHR, else the call is answered 412. The default "
         "models are trained on synthetic data and are not for clinical use."
     )
     return {
@@ -794,9 +802,24 @@ def _base_url(request: Request) -> str:
 
 def _answer_hook(service: Any, request: Request, service_id: str, body: bytes) -> Response:
     try:
-        hook_request = parse_hook_request(service_id, read_json(body))
-        resources, missing = prefetch_resources(hook_request)
+        raw = read_json(body)
+        hook_request = parse_hook_request(service_id, raw)
         planned = selected_orders(hook_request) if hook_request.hook == "order-select" else None
+        if planned is not None and not plans_embolization(planned):
+            # the order being selected is not an embolization: nothing to say, nothing to fetch
+            return JSONResponse({"cards": []})
+        fetched = complete_prefetch(
+            hook_request.prefetch,
+            templates=prefetch_templates(),
+            patient_id=hook_request.patient_id,
+            body=raw,
+            plan=plan_for(request.scope.get("state", {}).get(CDS_CLIENT_STATE_KEY)),
+        )
+        hook_request = dataclasses.replace(hook_request, prefetch=fetched)
+        resources, missing = prefetch_resources(hook_request)
+    except PrefetchUnavailable as error:
+        logger.info("CDS Hooks request refused (412): prefetch missing (%s)", error.reason)
+        return JSONResponse(precondition_outcome(error), status_code=412, media_type=FHIR_JSON)
     except CdsRequestError as error:
         logger.info("CDS Hooks request refused (400): not a valid %s request", service_id)
         return _error(400, str(error))
@@ -808,9 +831,6 @@ def _answer_hook(service: Any, request: Request, service_id: str, body: bytes) -
         )
         return JSONResponse(error.operation_outcome(), status_code=400)
     base = _base_url(request)
-    if planned is not None and not plans_embolization(planned):
-        # the order being selected is not an embolization: nothing to say
-        return JSONResponse({"cards": []})
     try:
         mapped = map_patient(resources, planned=planned)
     except FhirBundleIncomplete as error:
