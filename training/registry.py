@@ -21,6 +21,7 @@ from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models.model import ModelStore
 
 from model.bundle import ModelBundle
+from training import signing
 from training.exceptions import BundleIntegrityError, RegistryError
 
 MODEL_NAME = "netprog-bundle"
@@ -86,6 +87,10 @@ def save_bundle(
             }
             model.info.metadata["artifact_sha256"] = checksums
             model.info.metadata["tag"] = str(model.tag)
+            signing_key = signing.SigningSettings().model_signing_key
+            signing.sign_model_folder(
+                Path(model.path), str(model.tag), checksums, labels, signing_key
+            )
         _commit(store, model.tag)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -183,7 +188,8 @@ def model_card_paths(tag: str) -> tuple[Path, Path]:
 
 
 def verify(model: bentoml.Model) -> None:
-    """Check every artifact's SHA-256 against the one recorded at training time."""
+    """Check every artifact's SHA-256 against the one recorded at training time and, with
+    `NETPROG_MODEL_VERIFY_KEY` set, against the model's signed manifest (training/signing.py)."""
     recorded = model.info.metadata.get("artifact_sha256")
     if not recorded or BUNDLE_FILE not in recorded:
         raise BundleIntegrityError(
@@ -200,6 +206,8 @@ def verify(model: bentoml.Model) -> None:
                 f"artifact {name} of model {model.tag} was altered after training (SHA-256 "
                 "mismatch); refusing to load it: retrain with `netprog train` or restore it"
             )
+    verify_key = signing.SigningSettings().model_verify_key
+    signing.verify_model_folder(Path(model.path), str(model.tag), verify_key)
 
 
 def load_bundle(tag: str | None = None) -> ModelBundle:
