@@ -1499,8 +1499,10 @@ def _outcome(status: int, issues: Sequence[FhirIssue]) -> JSONResponse:
 
 
 def _fhir_answer(service: Any, request: Request, body: bytes) -> Response:
+    from serving.records import answer_fields, map_record  # imports this module
+
     try:
-        mapped = patient_from_bundle(read_json(body))
+        mapped, ruled = map_record(read_json(body))
     except FhirInputError as error:
         logger.info(
             "FHIR bundle refused (%d): %d issue(s) of kind %s (values are not logged)",
@@ -1512,7 +1514,12 @@ def _fhir_answer(service: Any, request: Request, body: bytes) -> Response:
 
     def extra(result: dict) -> dict:
         patient = mapped.patient.model_dump(mode="json")
-        return {**result, "patient": patient, "provenance": mapped.provenance}
+        return {
+            **result,
+            "patient": patient,
+            "provenance": mapped.provenance,
+            **answer_fields(result, ruled),
+        }
 
     answer = audited_prognosis(service, request, ROUTE_FHIR_PROGNOSIS, mapped, extra)
     if answer.status_code == 200 and wants_fhir(

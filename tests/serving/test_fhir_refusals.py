@@ -99,7 +99,8 @@ def test_missing_and_wrong_tokens_are_401_and_403_outcomes_with_their_challenge(
     assert accepted.status_code == 200
 
 
-def test_invalid_and_incomplete_records_are_valid_operation_outcomes(client):
+def test_invalid_and_incomplete_records_are_valid_operation_outcomes(make_client):
+    client = make_client()
     invalid = client.post(ROUTE, content=b"{not json", headers=JSON)
     not_a_bundle = client.post(ROUTE, json={"resourceType": "Patient"})
     incomplete = client.post(ROUTE, json=without(bundle("g2_pancreas_sirt.bundle.json"), "burden"))

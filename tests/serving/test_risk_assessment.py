@@ -147,8 +147,9 @@ def test_the_schema_check_catches_a_misspelt_element():
 
 @pytest.mark.parametrize("bundle_name", sorted(EXPECTED))
 def test_every_example_patient_gets_a_valid_bundle_with_the_json_answers_probabilities(
-    client, bundle_name
+    make_client, bundle_name
 ):
+    client = make_client()
     record = bundle(bundle_name)
     answer = client.post(ROUTE, json=record).json()
 
@@ -174,8 +175,8 @@ def test_every_example_patient_gets_a_valid_bundle_with_the_json_answers_probabi
         assert resource["note"][0]["text"].startswith(f"Model version {answer['model']['tag']}")
 
 
-def test_the_json_answer_stays_the_default(client):
-    response = client.post(ROUTE, json=bundle("g2_pancreas_sirt.bundle.json"))
+def test_the_json_answer_stays_the_default(make_client):
+    response = make_client().post(ROUTE, json=bundle("g2_pancreas_sirt.bundle.json"))
 
     assert response.headers["content-type"].startswith("application/json")
     assert "prediction_id" in response.json()
