@@ -1499,10 +1499,10 @@ def _outcome(status: int, issues: Sequence[FhirIssue]) -> JSONResponse:
 
 
 def _fhir_answer(service: Any, request: Request, body: bytes) -> Response:
-    from serving.records import answer_fields, map_record  # imports this module
+    from serving.records import answer_fields, map_record, read_record  # imports this module
 
     try:
-        mapped, ruled = map_record(read_json(body))
+        mapped, ruled = map_record(read_record(body))
     except FhirInputError as error:
         logger.info(
             "FHIR bundle refused (%d): %d issue(s) of kind %s (values are not logged)",

@@ -15,10 +15,10 @@ from datetime import date
 from typing import Any
 
 from serving.fhir import FhirInputError, MappedPatient, map_patient, parse_bundle
-from serving.record_filter import relevant_entries, restore_locations
+from serving.record_filter import read_record, relevant_entries, restore_locations
 from serving.record_rules import RuleOutcome, apply_record_rules, observation_notes
 
-__all__ = ["answer_fields", "map_record"]
+__all__ = ["answer_fields", "map_record", "read_record"]
 
 logger = logging.getLogger(__name__)
 

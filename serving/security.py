@@ -15,7 +15,6 @@ import traceback
 from collections.abc import Iterable
 from types import TracebackType
 
-import numpy as np
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -23,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.cds_auth import is_cds_route, unauthorized, verifier_from_file, verify_request
 from serving.fhir_refusals import body_limit
+from serving.json_depth import max_depth
 from serving.settings import Settings, load_settings
 
 __all__ = [
@@ -74,10 +74,6 @@ _MALFORMED_CREDENTIAL = (
     f"{MAX_TOKEN_CHARS} characters of A-Z a-z 0-9 - . _ ~ + / (RFC 6750)"
 )
 _TOO_DEEP = f"the JSON body must nest arrays and objects at most {MAX_JSON_DEPTH} levels deep"
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-"""Opening brackets to +1, closing ones to -1 (as int8)."""
 
 
 class RequestGuard:
@@ -232,15 +228,9 @@ def _is_json(headers: Headers) -> bool:
 
 
 def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether a JSON text nests arrays and objects deeper than `limit`, without parsing it.
-
-    Strings are removed first (brackets inside them do not nest); what remains of an invalid
-    text is counted as it stands, which can only turn one 400 into another.
-    """
-    steps = _JSON_STRING.sub(b"", body).translate(_STEPS, _NOT_BRACKETS)
-    if len(steps) <= limit:
-        return False
-    return bool(np.frombuffer(steps, dtype=np.int8).cumsum(dtype=np.int64).max() > limit)
+    """Whether a JSON text nests arrays and objects deeper than `limit`, without parsing it
+    (in bounded memory: serving/json_depth.py)."""
+    return max_depth(body, stop_above=limit) > limit
 
 
 def _unauthenticated(message: str, error: str | None = None) -> JSONResponse:
