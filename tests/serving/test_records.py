@@ -53,7 +53,7 @@ def probe(model_tag: str, tmp_path: Path, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_ten_megabyte_record_answers_within_two_seconds_adding_at_most_150_mb(
+def test_a_ten_megabyte_record_answers_within_two_seconds_adding_at_most_50_mb(
     model_tag, tmp_path
 ):
     record_file = tmp_path / "record.json"
@@ -64,9 +64,9 @@ def test_a_ten_megabyte_record_answers_within_two_seconds_adding_at_most_150_mb(
     assert found["bytes"] >= 10_000_000
     assert (found["warm_status"], found["status"]) == (200, 200)
     assert found["seconds"] <= 2.0, found
-    # The served model and its libraries take about 390 MB before any request (measured on
-    # the CPU machine); the bound is on what answering the record adds to the process's peak.
-    assert found["peak_rss_mb"] - found["baseline_rss_mb"] <= 150, (
+    # The served model and its libraries take about 392 MB before any request (measured on
+    # the CPU machine); answering the record added 7 MB (399 MB in all), bounded here with room.
+    assert found["peak_rss_mb"] - found["baseline_rss_mb"] <= 50, (
         found["baseline_rss_mb"],
         found["peak_rss_mb"],
     )
