@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sksurv.util import Surv
 
+from model.background import risk_quantiles, summarise_background
 from model.bundle import MONTH_GRID, CurveModel, EndpointModel, ModelBundle
 from model.cox_inference import BreslowInference, fit_breslow_inference
 from model.estimators import ESTIMATORS, RELAXED_RIDGE
@@ -272,7 +273,7 @@ def fit_endpoint_models(
     }
     models: dict[str, dict[str, EndpointModel]] = {endpoint: {} for endpoint in targets}
     for (endpoint, name), full in zip(pairs, fulls, strict=True):
-        training_log_hazard = np.sort(full.log_hazard(design.to_numpy()))
+        training_log_hazard = risk_quantiles(full.log_hazard(design.to_numpy()))
         ensemble = ensemble_of.get((endpoint, name), [])
         models[endpoint][name] = EndpointModel(
             name, full, ensemble, training_log_hazard, components_of.get((endpoint, name), [])
@@ -351,7 +352,7 @@ def fit_bundle(
     cohort : DataFrame, shape = (n_patients, n_columns)
         A validated cohort (`training.validate.validate_cohort`); `true_*` columns are ignored.
     seed : int
-        Seeds every estimator, bootstrap resample and the SHAP background sample.
+        Seeds every estimator, bootstrap resample and the SHAP background's k-means.
     n_bootstrap : int
         Ensemble size per endpoint and model family, for prediction intervals.
     primary : dict, optional
@@ -406,6 +407,7 @@ def fit_bundle(
             "evidence_base": evidence_base,
             "modality_effects": evidence.effects,
         }
+    background = summarise_background(design, n_clusters=min(20, background_size), seed=seed)
     return ModelBundle(
         schema_version=SCHEMA_VERSION,
         feature_names=FEATURE_NAMES,
@@ -414,7 +416,9 @@ def fit_bundle(
         propensity=fit_propensity(cohort, seed),
         propensity_features=PROPENSITY_FEATURES,
         support_counts=support_counts(cohort),
-        shap_background=design.sample(min(background_size, len(design)), random_state=seed),
+        shap_background=background.centres,
+        shap_background_weights=background.weights,
+        shap_background_patients=background.n_patients,
         max_follow_up_months={
             e: adequately_followed_month(cohort[f"{e}_months"]) for e in ENDPOINTS
         },

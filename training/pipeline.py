@@ -20,7 +20,7 @@ from model.bundle import MONTH_GRID, CurveModel, EndpointModel, ModelBundle
 from model.cox_inference import CoxCurves
 from model.estimators import ESTIMATORS
 from model.schema import ENDPOINTS, TRUTH_PREFIX, encode
-from training import evaluate, registry
+from training import evaluate, registry, training_store
 from training.exceptions import CohortLabelError, CohortValidationError, EvaluationInputError
 from training.fit import (
     component_targets,
@@ -689,8 +689,16 @@ def _extras_writer(bundle, results, cohort, development, held_out):
         report_sections.append_to_report(folder / "report.html", results)
         card = model_card.build_model_card(tag, bundle, results, cohort)
         model_card.write_model_card(card, folder)
-        held_out.to_parquet(folder / registry.HOLDOUT_FILE, index=False)
         ids = {"patient_sha256": sorted(patient_hashes(development["patient_id"]))}
-        (folder / registry.TRAINING_IDS_FILE).write_text(json.dumps(ids), encoding="utf-8")
+        training_store.write_patient_files(
+            tag,
+            folder,
+            {
+                registry.HOLDOUT_FILE: lambda path: held_out.to_parquet(path, index=False),
+                registry.TRAINING_IDS_FILE: lambda path: path.write_text(
+                    json.dumps(ids), encoding="utf-8"
+                ),
+            },
+        )
 
     return write_extras

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -21,7 +20,8 @@ from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models.model import ModelStore
 
 from model.bundle import ModelBundle
-from training import signing
+from training import signing, training_store
+from training.checksums import sha256_of
 from training.exceptions import BundleIntegrityError, RegistryError
 
 MODEL_NAME = "netprog-bundle"
@@ -31,15 +31,6 @@ POINTER_LOCK_FILE = "netprog-production.lock"
 STAGING_DIR = ".netprog-staging"
 HOLDOUT_FILE = "holdout.parquet"
 TRAINING_IDS_FILE = "training_ids.json"
-
-
-def sha256_of(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_bundle(
@@ -366,18 +357,29 @@ def rollback() -> str:
 
 
 def holdout_rows(tag: str) -> pd.DataFrame | None:
-    """The held-out test rows stored with model `tag` (verified), or None if it has none."""
-    model = get_model(tag)
-    verify(model)
-    path = Path(model.path_of(HOLDOUT_FILE))
-    return pd.read_parquet(path) if path.is_file() else None
+    """The held-out test rows of model `tag` (verified), or None if it has none.
+
+    They are kept in the training-side store (training/training_store.py), never in the
+    model's folder, which `bentoml build` copies into every Bento; models registered before
+    kept them in their folder, where they are still read.
+    """
+    path = _patient_file(tag, HOLDOUT_FILE)
+    return pd.read_parquet(path) if path is not None else None
 
 
 def training_patients(tag: str) -> set[str] | None:
     """Keyed hashes of the patients model `tag` was fitted on, or None if not recorded."""
-    model = get_model(tag)
-    verify(model)
-    path = Path(model.path_of(TRAINING_IDS_FILE))
-    if not path.is_file():
+    path = _patient_file(tag, TRAINING_IDS_FILE)
+    if path is None:
         return None
     return set(json.loads(path.read_text(encoding="utf-8"))["patient_sha256"])
+
+
+def _patient_file(tag: str, name: str) -> Path | None:
+    model = get_model(tag)
+    verify(model)
+    kept = training_store.verified_file(str(model.tag), Path(model.path), name)
+    if kept is not None:
+        return kept
+    legacy = Path(model.path_of(name))
+    return legacy if legacy.is_file() else None

@@ -17,7 +17,6 @@ Generate a key pair with ``openssl genpkey -algorithm ed25519 -out signing.pem``
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from training.checksums import sha256_of
 from training.exceptions import BundleIntegrityError
 
 __all__ = [
@@ -146,16 +146,8 @@ def verify_model_folder(folder: Path, tag: str, public_key_path: Path | None) ->
         raise BundleIntegrityError(f"model {tag} carries the signed manifest of another model")
     for name, expected in document["artifact_sha256"].items():
         path = folder / name
-        if not path.is_file() or _sha256(path) != expected:
+        if not path.is_file() or sha256_of(path) != expected:
             raise BundleIntegrityError(
                 f"artifact {name} of model {tag} differs from its signed manifest; refusing "
                 "to load it: restore it or retrain"
             )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

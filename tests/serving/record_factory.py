@@ -42,99 +42,103 @@ def _coding(system: str, code: str, display: str) -> dict:
     return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
 
 
-def _filler(kind: str, index: int, patient: str, day: date, rng: random.Random) -> dict:
-    """One resource of `kind` about `patient`, dated `day`."""
-    when = f"{day.isoformat()}T09:{index % 60:02d}:00+00:00"
-    subject = {"reference": f"Patient/{patient}"}
-    ident = f"{kind.lower()}-{index}"
-    if kind == "Observation":
-        code, name, unit, mean = rng.choice(LABS)
-        return {
-            "resourceType": "Observation",
-            "id": ident,
-            "status": "final",
-            "category": [
-                _coding(
-                    "http://terminology.hl7.org/CodeSystem/observation-category",
-                    "vital-signs",
-                    "Vital signs",
-                )
-            ],
-            "code": _coding(LOINC, code, name),
-            "subject": subject,
-            "effectiveDateTime": when,
-            "valueQuantity": {
-                "value": round(mean * rng.uniform(0.8, 1.2), 1),
-                "unit": unit,
-                "system": "http://unitsofmeasure.org",
-                "code": unit,
-            },
-        }
-    if kind == "Condition":
-        code, name = rng.choice(OTHER_DIAGNOSES)
-        return {
-            "resourceType": "Condition",
-            "id": ident,
-            "subject": subject,
-            "code": _coding(SNOMED, code, name),
-            "clinicalStatus": _coding(
-                "http://terminology.hl7.org/CodeSystem/condition-clinical", "active", "Active"
-            ),
-            "verificationStatus": _coding(
-                "http://terminology.hl7.org/CodeSystem/condition-ver-status",
-                "confirmed",
-                "Confirmed",
-            ),
-            "onsetDateTime": when,
-        }
-    if kind == "MedicationRequest":
-        code, name = rng.choice(MEDICINES)
-        return {
-            "resourceType": "MedicationRequest",
-            "id": ident,
-            "status": "completed",
-            "intent": "order",
-            "medicationCodeableConcept": _coding(RXNORM, code, name),
-            "subject": subject,
-            "authoredOn": when,
-        }
-    if kind == "Immunization":
-        return {
-            "resourceType": "Immunization",
-            "id": ident,
-            "status": "completed",
-            "patient": subject,
-            "vaccineCode": _coding("http://hl7.org/fhir/sid/cvx", "140", "Influenza, seasonal"),
-            "occurrenceDateTime": when,
-        }
-    if kind == "Claim":
-        return {
-            "resourceType": "Claim",
-            "id": ident,
-            "status": "active",
-            "use": "claim",
-            "patient": subject,
-            "created": when,
-            "type": _coding(
-                "http://terminology.hl7.org/CodeSystem/claim-type", "professional", "Professional"
-            ),
-            "provider": {"display": "General Hospital"},
-            "priority": _coding(
-                "http://terminology.hl7.org/CodeSystem/processpriority", "normal", "Normal"
-            ),
-            "insurance": [
-                {"sequence": 1, "focal": True, "coverage": {"display": "Health insurer"}}
-            ],
-            "item": [
-                {
-                    "sequence": n + 1,
-                    "productOrService": _coding(SNOMED, "185349003", "Encounter for check up"),
-                    "net": {"value": round(rng.uniform(50, 900), 2), "currency": "EUR"},
-                }
-                for n in range(3)
-            ],
-            "total": {"value": 1200.0, "currency": "EUR"},
-        }
+def _observation(ident: str, subject: dict, when: str, rng: random.Random) -> dict:
+    code, name, unit, mean = rng.choice(LABS)
+    return {
+        "resourceType": "Observation",
+        "id": ident,
+        "status": "final",
+        "category": [
+            _coding(
+                "http://terminology.hl7.org/CodeSystem/observation-category",
+                "vital-signs",
+                "Vital signs",
+            )
+        ],
+        "code": _coding(LOINC, code, name),
+        "subject": subject,
+        "effectiveDateTime": when,
+        "valueQuantity": {
+            "value": round(mean * rng.uniform(0.8, 1.2), 1),
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
+    }
+
+
+def _condition(ident: str, subject: dict, when: str, rng: random.Random) -> dict:
+    code, name = rng.choice(OTHER_DIAGNOSES)
+    return {
+        "resourceType": "Condition",
+        "id": ident,
+        "subject": subject,
+        "code": _coding(SNOMED, code, name),
+        "clinicalStatus": _coding(
+            "http://terminology.hl7.org/CodeSystem/condition-clinical", "active", "Active"
+        ),
+        "verificationStatus": _coding(
+            "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+            "confirmed",
+            "Confirmed",
+        ),
+        "onsetDateTime": when,
+    }
+
+
+def _medicationrequest(ident: str, subject: dict, when: str, rng: random.Random) -> dict:
+    code, name = rng.choice(MEDICINES)
+    return {
+        "resourceType": "MedicationRequest",
+        "id": ident,
+        "status": "completed",
+        "intent": "order",
+        "medicationCodeableConcept": _coding(RXNORM, code, name),
+        "subject": subject,
+        "authoredOn": when,
+    }
+
+
+def _immunization(ident: str, subject: dict, when: str, rng: random.Random) -> dict:
+    return {
+        "resourceType": "Immunization",
+        "id": ident,
+        "status": "completed",
+        "patient": subject,
+        "vaccineCode": _coding("http://hl7.org/fhir/sid/cvx", "140", "Influenza, seasonal"),
+        "occurrenceDateTime": when,
+    }
+
+
+def _claim(ident: str, subject: dict, when: str, rng: random.Random) -> dict:
+    return {
+        "resourceType": "Claim",
+        "id": ident,
+        "status": "active",
+        "use": "claim",
+        "patient": subject,
+        "created": when,
+        "type": _coding(
+            "http://terminology.hl7.org/CodeSystem/claim-type", "professional", "Professional"
+        ),
+        "provider": {"display": "General Hospital"},
+        "priority": _coding(
+            "http://terminology.hl7.org/CodeSystem/processpriority", "normal", "Normal"
+        ),
+        "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "Health insurer"}}],
+        "item": [
+            {
+                "sequence": n + 1,
+                "productOrService": _coding(SNOMED, "185349003", "Encounter for check up"),
+                "net": {"value": round(rng.uniform(50, 900), 2), "currency": "EUR"},
+            }
+            for n in range(3)
+        ],
+        "total": {"value": 1200.0, "currency": "EUR"},
+    }
+
+
+def _encounter(ident: str, subject: dict, when: str, rng: random.Random) -> dict:
     return {
         "resourceType": "Encounter",
         "id": ident,
@@ -149,6 +153,23 @@ def _filler(kind: str, index: int, patient: str, day: date, rng: random.Random) 
         "period": {"start": when, "end": when},
         "serviceProvider": {"display": "General Hospital"},
     }
+
+
+_MAKERS = {
+    "Observation": _observation,
+    "Condition": _condition,
+    "MedicationRequest": _medicationrequest,
+    "Immunization": _immunization,
+    "Claim": _claim,
+    "Encounter": _encounter,
+}
+
+
+def _filler(kind: str, index: int, patient: str, day: date, rng: random.Random) -> dict:
+    """One resource of `kind` about `patient`, dated `day`."""
+    when = f"{day.isoformat()}T09:{index % 60:02d}:00+00:00"
+    subject = {"reference": f"Patient/{patient}"}
+    return _MAKERS[kind](f"{kind.lower()}-{index}", subject, when, rng)
 
 
 KINDS = (
