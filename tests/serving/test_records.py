@@ -53,9 +53,7 @@ def probe(model_tag: str, tmp_path: Path, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_ten_megabyte_record_answers_within_two_seconds_adding_at_most_50_mb(
-    model_tag, tmp_path
-):
+def test_a_ten_megabyte_record_answers_within_two_seconds_adding_at_most_50_mb(model_tag, tmp_path):
     record_file = tmp_path / "record.json"
     record_file.write_bytes(record_bytes(with_other_cancer(realistic_record(10_000_000))))
 
