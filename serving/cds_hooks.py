@@ -66,6 +66,7 @@ from serving.prefetch_fetch import (
     plan_for,
     precondition_outcome,
 )
+from serving.record_rules import apply_record_rules
 from serving.risk_assessment import FHIR_JSON, risk_assessment_suggestion
 from serving.security import CALLER_STATE_KEY, CDS_CLIENT_STATE_KEY
 
@@ -831,8 +832,9 @@ def _answer_hook(service: Any, request: Request, service_id: str, body: bytes) -
         )
         return JSONResponse(error.operation_outcome(), status_code=400)
     base = _base_url(request)
+    ruled = apply_record_rules(resources, planned=planned)
     try:
-        mapped = map_patient(resources, planned=planned)
+        mapped = map_patient(ruled.resources, planned=planned)
     except FhirBundleIncomplete as error:
         logger.info(
             "CDS Hooks %s: no prognosis, %d item(s) missing (values are not logged)",
@@ -844,6 +846,7 @@ def _answer_hook(service: Any, request: Request, service_id: str, body: bytes) -
     if answer.status_code != 200:
         return answer
     prognosis = json.loads(answer.body)
+    prognosis["warnings"] = [*prognosis.get("warnings", []), *ruled.warnings]
     card = prognosis_card(prognosis, mapped, base_url=base, missing_prefetch=missing)
     card["suggestions"].append(
         risk_assessment_suggestion(

@@ -110,10 +110,14 @@ class RuleOutcome:
     set_aside: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
 
-    def put_aside(self, resources: Sequence[FhirResource], rule: str, reason: str) -> None:
+    def put_aside(
+        self, resources: Sequence[FhirResource], rule: str, reason: str, warning: str
+    ) -> None:
+        """Set `resources` aside under `rule`, each with `reason`, and warn once."""
         labels = {r.label for r in resources}
         self.resources = [r for r in self.resources if r.label not in labels]
         self.set_aside += [{"resource": r.label, "rule": rule, "reason": reason} for r in resources]
+        self.warnings.append(_warning(warning))
 
 
 def apply_record_rules(
@@ -169,13 +173,13 @@ def _other_cancers(outcome: RuleOutcome, mapping: FhirMapping, rules: RecordRule
     if not others:
         return
     reason = "a cancer other than the neuroendocrine tumour: not read for the primary site"
-    outcome.put_aside(others, "other-cancer", reason)
-    outcome.warnings.append(
-        _warning(
-            f"The record holds {len(others)} diagnosis(es) of another cancer "
-            f"({_labels(others)}); set aside: the primary site and the model's population "
-            "come from the neuroendocrine tumour diagnosis only."
-        )
+    outcome.put_aside(
+        others,
+        "other-cancer",
+        reason,
+        f"The record holds {len(others)} diagnosis(es) of another cancer "
+        f"({_labels(others)}); set aside: the primary site and the model's population "
+        "come from the neuroendocrine tumour diagnosis only.",
     )
 
 
@@ -203,13 +207,13 @@ def _net_diagnoses(outcome: RuleOutcome, mapping: FhirMapping) -> None:
 
     ordered = sorted(found, key=rank, reverse=True)
     used, rest = ordered[0][0], [c for c, _ in ordered[1:]]
-    outcome.put_aside(rest, "net-diagnosis", f"another NET diagnosis; {used.label} was used")
-    outcome.warnings.append(
-        _warning(
-            f"The record holds {len(found)} neuroendocrine tumour diagnoses: {used.label} was "
-            "used (NET-specific code first, then the most recent on or before the reference "
-            f"date {outcome.reference_date.isoformat()}); set aside: {_labels(rest)}."
-        )
+    outcome.put_aside(
+        rest,
+        "net-diagnosis",
+        f"another NET diagnosis; {used.label} was used",
+        f"The record holds {len(found)} neuroendocrine tumour diagnoses: {used.label} was "
+        "used (NET-specific code first, then the most recent on or before the reference "
+        f"date {outcome.reference_date.isoformat()}); set aside: {_labels(rest)}.",
     )
 
 
@@ -224,12 +228,12 @@ def _observations_after(outcome: RuleOutcome, mapping: FhirMapping) -> None:
         ]
         if late:
             reason = f"{name} dated after the reference date"
-            outcome.put_aside(late, "after-reference-date", reason)
-            outcome.warnings.append(
-                _warning(
-                    f"{name}: {_labels(late)} dated after the reference date "
-                    f"{outcome.reference_date.isoformat()} (the planned treatment) set aside."
-                )
+            outcome.put_aside(
+                late,
+                "after-reference-date",
+                reason,
+                f"{name}: {_labels(late)} dated after the reference date "
+                f"{outcome.reference_date.isoformat()} (the planned treatment) set aside.",
             )
 
 
@@ -245,13 +249,13 @@ def _old_therapies(outcome: RuleOutcome, mapping: FhirMapping, rules: RecordRule
                 old.append(therapy)
         if old:
             reason = f"{name} more than {rules.look_back_days} days before the reference date"
-            outcome.put_aside(old, "look-back", reason)
-            outcome.warnings.append(
-                _warning(
-                    f"{name}: {_labels(old)} ended more than {rules.look_back_days} days before "
-                    f"the reference date {outcome.reference_date.isoformat()}; set aside as past "
-                    "treatment, not therapy before or with the embolotherapy."
-                )
+            outcome.put_aside(
+                old,
+                "look-back",
+                reason,
+                f"{name}: {_labels(old)} ended more than {rules.look_back_days} days before "
+                f"the reference date {outcome.reference_date.isoformat()}; set aside as past "
+                "treatment, not therapy before or with the embolotherapy.",
             )
 
 

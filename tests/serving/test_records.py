@@ -235,3 +235,17 @@ def test_locations_name_the_entry_in_the_record_as_sent_and_unread_types_are_not
     mapped, _ = map_record(copy.deepcopy(record), today=TODAY)
 
     assert mapped.provenance["ki67_percent"]["location"] == f"Bundle.entry[{position}].resource"
+
+
+def test_a_cds_card_names_another_cancer_in_the_prefetch_and_keeps_the_net_primary(make_client):
+    from tests.serving.test_cds_hooks import PATIENT_VIEW, example, one_card
+
+    request = example("cds_patient_view.json")
+    cancer = with_other_cancer(bundle("g2_pancreas_sirt.bundle.json"))["entry"][-1]
+    request["prefetch"]["conditions"]["entry"].append({"resource": cancer["resource"]})
+
+    card = one_card(make_client().post(PATIENT_VIEW, json=request))
+
+    assert card["summary"].startswith("SIRT planned")
+    assert "another cancer (Condition/colon-adenocarcinoma)" in card["detail"]
+    assert "primary_site=pancreas" in card["links"][0]["url"]
