@@ -1562,7 +1562,9 @@ async def fhir_prognosis(
     Invalid FHIR is a 400 and a Bundle lacking what the model needs a 422, both answered as a
     FHIR OperationOutcome with one issue per problem (the resource and element, or the missing
     item and the codes that would supply it); values are never echoed. Audited like
-    `/v1/prognosis`.
+    `/v1/prognosis`. A whole record up to 10 MiB is read (`set_aside` and the warnings say what
+    the conflict rules set aside); with `Accept: application/fhir+json` or `_format=fhir` the
+    answer is a Bundle of FHIR RiskAssessment resources (serving/risk_assessment.py).
     """
     rejection = media_type_rejection(request, FHIR_MEDIA_TYPES)
     if rejection is not None:
