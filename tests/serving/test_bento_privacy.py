@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import re
 import struct
+import tarfile
 from pathlib import Path
 
 import bentoml
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from model.schema import encode
 from tests.serving.test_packaging import build_bento
 from training import pipeline, registry, training_store
 from training.synthetic import simulate_cohort
@@ -76,17 +78,38 @@ def test_a_built_bento_holds_no_marked_patient_id_or_value(tmp_path, monkeypatch
     side = training_store.folder_of(run.tag)
     # The check itself finds the marks where they are: in the training-side store.
     assert scan(side / registry.HOLDOUT_FILE, ids, marks)
-    bento_tag, bento_dir = build_bento(run.tag, tmp_path)
+    bento_tag, _ = build_bento(run.tag, tmp_path)
     try:
-        files = [p for p in bento_dir.rglob("*") if p.is_file()]
-        found = {
-            str(p.relative_to(bento_dir)): hits for p in files if (hits := scan(p, ids, marks))
-        }
-        model_files = {p.name for p in files if "models" in p.parts}
+        # A built Bento refers to its models; `export` (and `containerize`) copies them in.
+        archive = bentoml.export_bento(bento_tag, str(tmp_path / "netprognosis.bento"))
+        shipped = tmp_path / "shipped"
+        with tarfile.open(archive) as bento_file:
+            bento_file.extractall(shipped, filter="data")
     finally:
         bentoml.bentos.delete(bento_tag)
         bentoml.models.delete(run.tag)
+    files = [p for p in shipped.rglob("*") if p.is_file()]
+    found = {str(p.relative_to(shipped)): hits for p in files if (hits := scan(p, ids, marks))}
+    model_files = {p.name for p in files if "models" in p.parts}
 
     assert "bundle.joblib" in model_files
     assert not model_files & {registry.HOLDOUT_FILE, registry.TRAINING_IDS_FILE}
     assert found == {}
+    [bundle_file] = [p for p in files if p.name == "bundle.joblib"]
+    assert not shipped_rows(joblib.load(bundle_file), cohort)
+
+
+def shipped_rows(bundle, cohort) -> list[str]:
+    """What in the served bundle is one value per training patient, or a patient's row."""
+    design = encode(cohort).to_numpy(dtype=float)
+    background = bundle.shap_background.to_numpy(dtype=float)
+    found = [
+        f"background row {i} is patient {j}"
+        for i, row in enumerate(background)
+        for j in np.flatnonzero(np.all(np.isclose(design, row, rtol=0, atol=1e-12), axis=1))
+    ]
+    for endpoint, families in bundle.models.items():
+        for name, model in families.items():
+            if len(model.training_log_hazard) >= len(cohort) // 2:
+                found.append(f"{endpoint}/{name} keeps one log hazard per patient")
+    return found
