@@ -809,6 +809,7 @@ def _answer_hook(service: Any, request: Request, service_id: str, body: bytes) -
         if planned is not None and not plans_embolization(planned):
             # the order being selected is not an embolization: nothing to say, nothing to fetch
             return JSONResponse({"cards": []})
+        resources, missing = prefetch_resources(hook_request)  # what was sent: 400 first
         fetched = complete_prefetch(
             hook_request.prefetch,
             templates=prefetch_templates(),
@@ -816,8 +817,9 @@ def _answer_hook(service: Any, request: Request, service_id: str, body: bytes) -
             body=raw,
             plan=plan_for(request.scope.get("state", {}).get(CDS_CLIENT_STATE_KEY)),
         )
-        hook_request = dataclasses.replace(hook_request, prefetch=fetched)
-        resources, missing = prefetch_resources(hook_request)
+        if missing and fetched != hook_request.prefetch:
+            hook_request = dataclasses.replace(hook_request, prefetch=fetched)
+            resources, missing = prefetch_resources(hook_request)
     except PrefetchUnavailable as error:
         logger.info("CDS Hooks request refused (412): prefetch missing (%s)", error.reason)
         return JSONResponse(precondition_outcome(error), status_code=412, media_type=FHIR_JSON)

@@ -472,6 +472,11 @@ class FhirPrognosis(Prognosis):
         description="For every patient field, the resource, element and code it came from, or "
         '`"source"` "default", "derived" or "absent".'
     )
+    set_aside: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="Resources the conflict rules set aside (`resource`, `rule`, `reason`; "
+        "serving/record_rules.py), each also named in a `record_conflict` warning.",
+    )
 
 
 class OutcomeIssue(BaseModel):
