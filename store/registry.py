@@ -39,8 +39,10 @@ def save_bundle(
     """Register `bundle` as a new model; returns its tag.
 
     `write_extras(tag, folder)`, when given, writes further artifacts (the report, the model
-    card, the held-out rows) into the model's folder once the tag is known; they are
-    checksummed with the bundle.
+    card, the index of the training-side files) into the model's folder once the tag is
+    known; they are checksummed with the bundle and, with `NETPROG_MODEL_SIGNING_KEY`, signed
+    (store/signing.py). Patient-level files go to the training-side store instead
+    (store/training_store.py).
 
     The model is assembled in a staging store beside the model store (BentoML writes it in a
     temporary folder, then copies it there) and enters the store by one `rename`, so a run
