@@ -49,6 +49,7 @@ __all__ = [
     "Probability",
     "PrognosisShape",
     "PrognosisWarning",
+    "SetAside",
     "Support",
 ]
 
@@ -321,6 +322,14 @@ class PrognosisWarning(TypedDict):
     message: str
 
 
+class SetAside(TypedDict):
+    """A resource of a patient record that the conflict rules did not use, and why."""
+
+    resource: Annotated[str, Field(description="The resource, as its place in the record.")]
+    rule: Annotated[str, Field(description="The rule that set it aside.")]
+    reason: Annotated[str, Field(description="Why, in words; no value quoted.")]
+
+
 class PrognosisShape(TypedDict):
     """The prognosis of one patient: HPFS and OS, explanations and the modality comparison."""
 
@@ -368,5 +377,15 @@ class PrognosisShape(TypedDict):
         Annotated[
             ContributionsOverTime | None,
             Field(description="Only when the request sets `contributions_over_time`."),
+        ]
+    ]
+    set_aside: NotRequired[
+        Annotated[
+            list[SetAside] | None,
+            Field(
+                description="FHIR route only: resources the conflict rules set aside (`resource`, "
+                "`rule`, `reason`; serving/record_rules.py), each also named in a "
+                "`record_conflict` warning."
+            ),
         ]
     ]

@@ -18,6 +18,7 @@ from serving.fhir.parsing import (
     READ_RESOURCE_TYPES,
     FhirResource,
     parse_bundle,
+    read_json,
     validate_resources,
 )
 from serving.fhir.plans import plans_embolization
@@ -27,7 +28,6 @@ from serving.fhir.routes import (
     ROUTE_FHIR_PROGNOSIS,
     fhir_app,
     mapped_prognosis,
-    read_json,
 )
 
 __all__ = [

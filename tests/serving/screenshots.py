@@ -28,8 +28,8 @@ A4_PIXELS = {"width": 794, "height": 1123}
 
 
 def _registered_tag() -> str:
+    from store import registry
     from tests.conftest import _prognosis_fit_bundle
-    from training import registry
     from training.synthetic import simulate_cohort
 
     cohort = simulate_cohort(FIXTURE_PATIENTS, seed=FIXTURE_SEED)
