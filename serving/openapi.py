@@ -19,13 +19,8 @@ from serving.cds_hooks import (
     CdsFeedbackRequest,
     CdsHookRequest,
 )
-from serving.fhir import (
-    EXAMPLE_BUNDLE,
-    FHIR_MEDIA_TYPES,
-    MAPPING_PATH,
-    ROUTE_FHIR_PROGNOSIS,
-    patient_from_bundle,
-)
+from serving.fhir import MAPPING_PATH, patient_from_bundle
+from serving.fhir.routes import EXAMPLE_BUNDLE, FHIR_MEDIA_TYPES, ROUTE_FHIR_PROGNOSIS
 from serving.fhir_refusals import refusal_outcome
 from serving.prefetch_fetch import PrefetchUnavailable, precondition_outcome
 from serving.schemas import (

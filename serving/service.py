@@ -24,7 +24,7 @@ from serving.audit import AuditLog
 from serving.cds_auth import verifier_from_file
 from serving.cds_hooks import cds_app
 from serving.exceptions import AuditWriteError
-from serving.fhir import fhir_app
+from serving.fhir.routes import fhir_app
 from serving.fhir_refusals import FhirRefusalOutcomes
 from serving.harms import load_procedure_harms
 from serving.loading import RegisteredBundle, check_stored, load_verified, resolve_bundle_tag

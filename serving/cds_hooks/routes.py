@@ -36,10 +36,10 @@ from serving.fhir import (
     FhirResource,
     FhirValidationError,
     map_patient,
-    mapped_prognosis,
     plans_embolization,
     read_json,
 )
+from serving.fhir.routes import mapped_prognosis
 from serving.prefetch_fetch import (
     PrefetchUnavailable,
     complete_prefetch,

@@ -53,7 +53,7 @@ def probe(model_tag: str, tmp_path: Path, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_ten_megabyte_record_answers_within_two_seconds_adding_at_most_50_mb(model_tag, tmp_path):
+def test_a_ten_megabyte_record_answers_within_two_seconds_in_at_most_400_mb(model_tag, tmp_path):
     record_file = tmp_path / "record.json"
     record_file.write_bytes(record_bytes(with_other_cancer(realistic_record(10_000_000))))
 
@@ -62,8 +62,10 @@ def test_a_ten_megabyte_record_answers_within_two_seconds_adding_at_most_50_mb(m
     assert found["bytes"] >= 10_000_000
     assert (found["warm_status"], found["status"]) == (200, 200)
     assert found["seconds"] <= 2.0, found
-    # The served model and its libraries take about 392 MB before any request (measured on
-    # the CPU machine); answering the record added 7 MB (399 MB in all), bounded here with room.
+    # The peak of the whole serving process, libraries and model included (the bar):
+    # 372 MB on the CPU machine, of which the record itself added under 1 MB. The second bound
+    # says what the record costs, whatever the libraries weigh.
+    assert found["peak_rss_mb"] <= 400, found["peak_rss_mb"]
     assert found["peak_rss_mb"] - found["baseline_rss_mb"] <= 50, (
         found["baseline_rss_mb"],
         found["peak_rss_mb"],
