@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         description="Model to serve, e.g. `netprog-bundle:abc123`; default: the production "
         "pointer, else the latest registered bundle.",
     )
+    model_poll_seconds: float = Field(
+        5.0,
+        ge=0.2,
+        le=3600,
+        description="How often each worker reads the production pointer; a promoted or rolled "
+        "back model is served within this interval plus its load time (serving/hot_swap.py). "
+        "Not used when `model_tag` pins the model.",
+    )
     api_token_hashes: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="SHA-256 hex digests of the accepted bearer tokens (`netprog token-hash`); "
