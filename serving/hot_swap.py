@@ -195,7 +195,9 @@ class PointerFollower:
         self.refused = None
         self.metrics.outcome("swapped")
         self.metrics.behind(False)
-        logger.info(
+        # WARNING: the model that answers has changed, which an operator should see at the
+        # default log level.
+        logger.warning(
             "now serving %s (was %s), loaded and verified in %.1f s",
             candidate.tag,
             current,
