@@ -204,3 +204,52 @@ def test_a_tampered_candidate_is_refused_by_every_worker_and_the_old_model_keeps
     assert output.count(f"model {altered} refused; still serving {old}") == WORKERS
     assert metric(switch_server.base, 'netprog_model_switch_total{outcome="refused"}') == WORKERS
     assert metric(switch_server.base, "netprog_model_behind_pointer") == WORKERS
+
+
+PROMOTE_ROLLBACK_CYCLES = 3
+
+
+@pytest.mark.slow
+def test_repeated_promotions_and_rollbacks_under_load_fail_no_request_and_end_on_the_pointer(
+    switch_store, switch_server
+):
+    home, tags = switch_store
+    with store_home_at(home):
+        registry.set_production(tags[0], reason="repeated promote/rollback: start")
+    time.sleep(STATED_SECONDS)
+    bodies = varied_bodies(200)
+    measured = capacity(switch_server.base, bodies)
+    rate = min(100.0, SHARE_OF_CAPACITY * measured)
+    moves = []
+    with SteadyTraffic(switch_server.base, rate, bodies) as traffic:
+        for _ in range(PROMOTE_ROLLBACK_CYCLES):
+            for args in (("promote", tags[1], "--force", "--reason", "cycle"), ("rollback",)):
+                result = netprog(home, *args)
+                assert result.returncode == 0, result.stderr
+                moves.append((time.monotonic(), production(home)))
+                time.sleep(STATED_SECONDS)
+    sent = traffic.sent
+    late = [
+        s
+        for s in sent
+        for moved, target in moves
+        if moved + STATED_SECONDS <= s.due < moved + 2 * STATED_SECONDS and s.tag != target
+    ]
+    figures = {
+        "capacity_measured_per_s": round(measured, 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "rate_due": round(rate, 1),
+        "moves": len(moves),
+        "requests": len(sent),
+        "outcomes": by_kind(sent),
+        "answers_by_model": {tag: sum(s.tag == tag for s in sent) for tag in tags[:2]},
+        "answers_with_a_stale_model_after_the_interval": len(late),
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "hot-switch-promote-rollback.json").write_text(json.dumps(figures, indent=2))
+    print(f"\nrepeated promote/rollback: {json.dumps(figures)}")
+    assert by_kind(sent) == {"200": len(sent)}
+    assert late == []
+    assert model_state(switch_server.base)["model_in_service"] == tags[0] == production(home)
+    recorded = audit_by_prediction(switch_server.audit_log)
+    assert all(recorded[s.prediction_id] == s.tag for s in sent)
