@@ -60,6 +60,38 @@ def test_install_timeout_middleware_replaces_the_class_bentoml_builds():
         bentoml_compat.install_timeout_middleware(original)
 
 
+def test_bentoml_builds_its_traffic_metrics_by_name_and_labels_them_by_the_scope_path():
+    from _bentoml_impl.server import app
+    from bentoml._internal.server.http import instruments
+
+    builder = inspect.getsource(app)
+    middleware = inspect.getsource(instruments.RunnerTrafficMetricsMiddleware.__call__)
+
+    assert "instruments import (\n                RunnerTrafficMetricsMiddleware," in builder, (
+        "BentoML no longer imports RunnerTrafficMetricsMiddleware by name when it builds an "
+        "app: install_traffic_metrics_middleware (route-template labels) would do nothing"
+    )
+    assert 'endpoint = scope["path"]' in middleware, (
+        "BentoML's traffic metrics no longer label by scope['path']: RouteTemplateMetrics "
+        "(serving/middleware.py) must be checked against the new labelling"
+    )
+
+
+def test_install_app_hook_runs_a_hook_once_on_every_app_the_factory_builds(monkeypatch):
+    factory = bentoml_compat.ServiceAppFactory
+    monkeypatch.setattr(factory, "__call__", lambda self: {"built": True})
+    calls = []
+
+    def hook(app):
+        calls.append(app)
+
+    bentoml_compat.install_app_hook(hook)
+    bentoml_compat.install_app_hook(hook)
+
+    assert factory.__call__(object()) == {"built": True}
+    assert calls == [{"built": True}]
+
+
 def test_the_store_folders_are_under_the_bentoml_home():
     home = bentoml_compat.bentoml_home()
 
