@@ -56,6 +56,7 @@ def per_minute(sent, started: float) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_SECONDS + 600)
 def test_a_ten_minute_soak_answers_every_request_with_flat_worker_memory(serve):
     server = serve(workers=2)
     bodies = varied_bodies(N_PATIENTS, seed=7)
