@@ -82,7 +82,7 @@ ROUTE_TEMPLATES = (
     "/readyz",
     "/metrics",
 )
-"""Every route the service answers, as `/metrics` labels it (tests/serving/test_metrics.py
+"""Every route the service answers, as `/metrics` labels it (tests/serving/test_middleware.py
 checks it against the OpenAPI document); any other path is labelled `<unrouted>`."""
 
 install_log_redaction()
