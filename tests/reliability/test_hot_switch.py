@@ -210,6 +210,7 @@ PROMOTE_ROLLBACK_CYCLES = 3
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_repeated_promotions_and_rollbacks_under_load_fail_no_request_and_end_on_the_pointer(
     switch_store, switch_server
 ):
@@ -227,8 +228,10 @@ def test_repeated_promotions_and_rollbacks_under_load_fail_no_request_and_end_on
                 result = netprog(home, *args)
                 assert result.returncode == 0, result.stderr
                 moves.append((time.monotonic(), production(home)))
-                time.sleep(STATED_SECONDS)
+                time.sleep(2 * STATED_SECONDS)
     sent = traffic.sent
+    # Each move is followed by 2 intervals without a command: in the second, every answer must
+    # come from the move's target (the next command may move the pointer before it returns).
     late = [
         s
         for s in sent
