@@ -419,9 +419,12 @@ def _document(operation: dict, method: str, json_api: bool, raw: dict | None) ->
 
 
 def _operations(spec: Any) -> list[tuple[str, str, dict]]:
-    """Every (path, method, operation) of `spec`, each operation made a dict in place."""
+    """The (path, method, operation) of `spec` this document completes — the protected and the
+    bounded routes — each operation made a dict in place (others stay as BentoML wrote them)."""
     operations = []
     for path, item in list(spec.paths.items()):
+        if not _is_protected(path) and path in NOT_BOUNDED_ROUTES:
+            continue
         for method in ("get", "post"):
             operation = getattr(item, method)
             if operation is None:

@@ -62,10 +62,9 @@ def test_install_timeout_middleware_replaces_the_class_bentoml_builds():
 
 def test_bentoml_builds_its_traffic_metrics_by_name_and_labels_them_by_the_scope_path():
     from _bentoml_impl.server import app
-    from bentoml._internal.server.http import instruments
 
     builder = inspect.getsource(app)
-    middleware = inspect.getsource(instruments.RunnerTrafficMetricsMiddleware.__call__)
+    middleware = inspect.getsource(bentoml_compat.TrafficMetricsMiddleware.__call__)
 
     assert "instruments import (\n                RunnerTrafficMetricsMiddleware," in builder, (
         "BentoML no longer imports RunnerTrafficMetricsMiddleware by name when it builds an "
