@@ -47,7 +47,7 @@ from serving.settings import load_settings
 from serving.web import web_app
 from serving.web.app import ASSET_PREFIX
 from store import registry
-from store.bentoml_compat import Service
+from store.bentoml_compat import Service, install_supervisor_check_delay
 
 __all__ = [
     "BUNDLE_TAG",
@@ -91,6 +91,7 @@ install_route_template_metrics(ROUTE_TEMPLATES)
 install_never_debug()
 
 _SETTINGS = load_settings()
+install_supervisor_check_delay(_SETTINGS.worker_check_seconds)
 BUNDLE_TAG = resolve_bundle_tag(_SETTINGS)
 """The model this process serves."""
 

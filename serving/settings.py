@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         (), description="Origins allowed by CORS; empty (the default): CORS is off."
     )
     workers: int = Field(1, ge=1, le=64, description="BentoML worker processes.")
+    worker_check_seconds: float = Field(
+        1.0,
+        ge=0.1,
+        le=60,
+        description="How often `bentoml serve`'s supervisor looks for a dead worker to restart "
+        "(BentoML's own default is 10 s, which alone could keep a killed worker down for 10 s; "
+        "tests/reliability/test_faults_under_load.py).",
+    )
     max_concurrency: int = Field(
         16,
         ge=1,
