@@ -18,6 +18,7 @@ recorded beside the figures; they are printed and written to
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import json
 import os
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +37,7 @@ import pytest
 
 from serving.audit import AuditLog, verify
 from serving.settings import Settings
+from tests.reliability import report
 from tests.reliability.conftest import AUTH, TOKEN
 from tests.reliability.test_faults import _fill_the_disk, _restore
 from tests.reliability.test_load import ARTIFACTS, varied_bodies
@@ -46,6 +49,9 @@ NETPROG = Path(sys.executable).with_name("netprog")
 RATE = 100.0
 SHARE_OF_CAPACITY = 0.5
 WORKER_BACK_SECONDS = 10.0
+RESPAWN_MARGIN_SECONDS = 1.0
+"""The supervisor creates a killed worker's replacement within its check delay
+(`NETPROG_WORKER_CHECK_SECONDS`) and this margin for a busy host."""
 AUDIT_FAULT_SECONDS = 5.0
 IN_FLIGHT_MARGIN = 0.1
 """A request due this soon after the kill counts as in flight: it may already be on a
@@ -67,15 +73,21 @@ def write_figures(name: str, figures: dict) -> None:
 
 
 def worker_pids(server_pid: int) -> set[int]:
+    return set(worker_started_at(server_pid))
+
+
+def worker_started_at(server_pid: int) -> dict[int, float]:
+    """The server's worker processes (those running `_bentoml_impl.worker`) and when each was
+    created (`time.time()` seconds)."""
     children = psutil.Process(server_pid).children(recursive=True)
-    pids = set()
+    started = {}
     for child in children:
         try:
             if "_bentoml_impl.worker" in " ".join(child.cmdline()):
-                pids.add(child.pid)
+                started[child.pid] = child.create_time()
         except psutil.NoSuchProcess:
             continue
-    return pids
+    return started
 
 
 def recorded_ids(audit_log: Path, skip: int = 0) -> list[str]:
@@ -87,6 +99,34 @@ def recorded_ids(audit_log: Path, skip: int = 0) -> list[str]:
     return [record["prediction_id"] for record in audit.records()][skip:]
 
 
+@dataclass
+class Restart:
+    """How a killed worker came back: seconds from the kill until the supervisor created its
+    replacement (`respawned_s`) and until the replacement logged that it serves (`back_s`)."""
+
+    respawned_s: float | None = None
+    back_s: float | None = None
+
+
+def kill_a_worker(server, workers: set[int]) -> tuple[int, float, Restart]:
+    """SIGKILL the lowest-numbered worker; wait up to 60 s for its replacement to serve."""
+    ready_before = server.output().count(READY_LINE)
+    victim = min(workers)
+    killed, killed_at = time.monotonic(), time.time()
+    os.kill(victim, signal.SIGKILL)
+    restart = Restart()
+    while time.monotonic() - killed < 60:
+        if restart.respawned_s is None:
+            new = {p: t for p, t in worker_started_at(server.pid).items() if p not in workers}
+            if new:
+                restart.respawned_s = round(max(0.0, min(new.values()) - killed_at), 2)
+        if server.output().count(READY_LINE) > ready_before:
+            restart.back_s = round(time.monotonic() - killed, 2)
+            break
+        time.sleep(0.05)
+    return victim, killed, restart
+
+
 def test_a_worker_killed_under_load_fails_only_requests_in_flight_and_is_back_within_10_s(serve):
     server = serve(workers=2)
     bodies = varied_bodies(200)
@@ -94,19 +134,13 @@ def test_a_worker_killed_under_load_fails_only_requests_in_flight_and_is_back_wi
     before = len(recorded_ids(server.audit_log))
     workers = worker_pids(server.pid)
     assert len(workers) == 2, [p.cmdline() for p in psutil.Process(server.pid).children(True)]
+    load_at_kill = []
     with SteadyTraffic(server.base, rate, bodies) as traffic:
         time.sleep(3)
-        ready_before = server.output().count(READY_LINE)
-        victim = min(workers)
-        killed = time.monotonic()
-        os.kill(victim, signal.SIGKILL)
-        back = None
-        while time.monotonic() - killed < 60:
-            if server.output().count(READY_LINE) > ready_before:
-                back = time.monotonic() - killed
-                break
-            time.sleep(0.05)
+        load_at_kill.append(os.getloadavg()[0])
+        victim, killed, restart = kill_a_worker(server, workers)
         time.sleep(5)
+        load_at_kill.append(os.getloadavg()[0])
     sent = traffic.sent
 
     def in_flight(s: Sent) -> bool:
@@ -115,30 +149,83 @@ def test_a_worker_killed_under_load_fails_only_requests_in_flight_and_is_back_wi
     failed = [s for s in sent if s.status != 200]
     answered = {s.prediction_id for s in sent if s.status == 200}
     recorded = recorded_ids(server.audit_log, before)
-    write_figures(
-        "sigkill",
-        {
-            "capacity_measured_per_s": round(measured, 1),
-            "rate_due": round(rate, 1),
-            "requests": len(sent),
-            "outcomes": by_kind(sent),
-            "in_flight_at_kill": sum(map(in_flight, sent)),
-            "failed_in_flight": sum(map(in_flight, failed)),
-            "worker_back_s": None if back is None else round(back, 2),
-            "workers_after": len(worker_pids(server.pid)),
-            "audit_records": len(recorded),
-            "answers_200": len(answered),
-            "timeline": timeline(sent, killed),
-        },
+    verified = netprog_audit_verify(server.audit_log)
+    figures = {
+        "capacity_measured_per_s": round(measured, 1),
+        "rate_due": round(rate, 1),
+        "requests": len(sent),
+        "outcomes": by_kind(sent),
+        "in_flight_at_kill": sum(map(in_flight, sent)),
+        "failed_in_flight": sum(map(in_flight, failed)),
+        "supervisor_check_s": Settings().worker_check_seconds,
+        "worker_respawned_s": restart.respawned_s,
+        "worker_back_s": restart.back_s,
+        "workers_after": len(worker_pids(server.pid)),
+        "audit_records": len(recorded),
+        "answers_200": len(answered),
+        "netprog_audit_verify": verified.stdout.strip(),
+        "load_average_at_kill": [round(x, 2) for x in load_at_kill],
+        "timeline": timeline(sent, killed),
+    }
+    write_figures("sigkill", figures)
+    report.write_block("fault-sigkill", sigkill_markdown(figures))
+    assert restart.respawned_s is not None
+    assert restart.respawned_s <= Settings().worker_check_seconds + RESPAWN_MARGIN_SECONDS, (
+        "the supervisor noticed the dead worker late: is its check delay installed "
+        "(store.bentoml_compat.install_supervisor_check_delay)?"
     )
-    assert back is not None
-    assert back < WORKER_BACK_SECONDS
+    assert restart.back_s is not None
+    assert restart.back_s < WORKER_BACK_SECONDS
     assert len(worker_pids(server.pid) - {victim}) == 2
     assert all(in_flight(s) for s in failed), by_kind(failed)
     assert all(s.status == 0 for s in failed), "a failure is a closed connection, never a 5xx"
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     assert answered <= set(recorded)
     assert len(recorded) == len(set(recorded))
     assert len(recorded) - len(answered) <= len(failed), "records without an answer: in flight"
+
+
+def load_cell(figures: dict) -> str:
+    return f"{figures['rate_due']} req/s (capacity {figures['capacity_measured_per_s']})"
+
+
+def sigkill_markdown(figures: dict) -> str:
+    others = {k: v for k, v in figures["outcomes"].items() if k != "200"}
+    return "\n\n".join(
+        [
+            report.measured_on(figures["load_average_at_kill"]),
+            report.markdown_table(
+                [
+                    "load",
+                    "requests",
+                    "outcomes",
+                    "failed (in flight)",
+                    "supervisor check",
+                    "replacement created",
+                    "replacement serving",
+                    "audit records / 200 answers",
+                    "`netprog audit verify`",
+                ],
+                [
+                    [
+                        load_cell(figures),
+                        figures["requests"],
+                        f"{figures['outcomes'].get('200', 0)} × 200"
+                        + "".join(f", {n} × {kind}" for kind, n in others.items()),
+                        f"{sum(others.values())} ({figures['failed_in_flight']} of "
+                        f"{figures['in_flight_at_kill']} in flight)",
+                        f"every {figures['supervisor_check_s']:g} s",
+                        f"{figures['worker_respawned_s']} s after the kill",
+                        f"{figures['worker_back_s']} s after the kill (bar: 10 s)",
+                        f"{figures['audit_records']} / {figures['answers_200']}",
+                        figures["netprog_audit_verify"].splitlines()[-1]
+                        if figures["netprog_audit_verify"]
+                        else "(no output)",
+                    ]
+                ],
+            ),
+        ]
+    )
 
 
 def netprog_audit_verify(audit_log: Path) -> subprocess.CompletedProcess:
@@ -169,29 +256,61 @@ def test_an_audit_log_unwritable_under_load_answers_503_then_resumes_with_the_ch
     answered = [s.prediction_id for s in sent if s.status == 200]
     recorded = recorded_ids(server.audit_log, before)
     verified = netprog_audit_verify(server.audit_log)
-    write_figures(
-        "audit-unwritable",
-        {
-            "capacity_measured_per_s": round(measured, 1),
-            "rate_due": round(rate, 1),
-            "fault_seconds": round(repaired - broken, 2),
-            "requests": len(sent),
-            "outcomes": by_kind(sent),
-            "outcomes_during_fault": by_kind(during),
-            "time_to_recover_s": round(first_200 - repaired, 3),
-            "last_503_due_after_repair_s": round(last_503 - repaired, 3),
-            "audit_records": len(recorded),
-            "answers_200": len(answered),
-            "netprog_audit_verify": verified.stdout.strip(),
-            "timeline": timeline(sent, broken),
-        },
-    )
+    figures = {
+        "capacity_measured_per_s": round(measured, 1),
+        "rate_due": round(rate, 1),
+        "fault_seconds": round(repaired - broken, 2),
+        "requests": len(sent),
+        "outcomes": by_kind(sent),
+        "outcomes_during_fault": by_kind(during),
+        "time_to_recover_s": round(first_200 - repaired, 3),
+        "last_503_due_after_repair_s": round(last_503 - repaired, 3),
+        "audit_records": len(recorded),
+        "answers_200": len(answered),
+        "netprog_audit_verify": verified.stdout.strip(),
+        "timeline": timeline(sent, broken),
+    }
+    write_figures("audit-unwritable", figures)
+    report.write_block("fault-audit-unwritable", audit_markdown(figures))
     assert set(by_kind(sent)) == {"200", "503"}
     assert during
     assert by_kind(during) == {"503": len(during)}
     assert by_kind(after) == {"200": len(after)}
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert sorted(recorded) == sorted(answered)
+
+
+def audit_markdown(figures: dict) -> str:
+    during = figures["outcomes_during_fault"]
+    return "\n\n".join(
+        [
+            report.measured_on(figures["load_average_1min"]),
+            report.markdown_table(
+                [
+                    "load",
+                    "requests",
+                    "due during the fault",
+                    "first 200 after the repair",
+                    "audit records / 200 answers",
+                    "`netprog audit verify`",
+                ],
+                [
+                    [
+                        load_cell(figures),
+                        f"{figures['requests']}: "
+                        + ", ".join(f"{n} × {kind}" for kind, n in figures["outcomes"].items()),
+                        ", ".join(f"{n} × {kind}" for kind, n in during.items())
+                        + f" in {figures['fault_seconds']} s",
+                        f"{figures['time_to_recover_s']} s after it",
+                        f"{figures['audit_records']} / {figures['answers_200']}",
+                        figures["netprog_audit_verify"].splitlines()[-1]
+                        if figures["netprog_audit_verify"]
+                        else "(no output)",
+                    ]
+                ],
+            ),
+        ]
+    )
 
 
 def slow_client(base: str, body: bytes, pause: float, pieces: int) -> int:
@@ -244,6 +363,19 @@ def test_slow_clients_and_oversized_bodies_beside_the_load_leave_it_untouched(se
             "outcomes": by_kind(sent),
             "slow_clients": {"n": N_SLOW, "seconds_each": 5.0, "statuses": slow_statuses},
             "oversized": {"n": N_OVERSIZED, "bytes": 1_000_001, "statuses": big_statuses},
+        },
+    )
+    report.write_figures(
+        "fault-slow-and-oversized",
+        {
+            "load beside them": f"{rate:.1f} req/s (capacity {measured:.1f})",
+            "load requests": report.outcomes(by_kind(sent)),
+            f"{N_SLOW} slow clients (10 pieces over 5 s each)": report.outcomes(
+                dict(collections.Counter(map(str, slow_statuses)))
+            ),
+            f"{N_OVERSIZED} bodies of 1,000,001 bytes": report.outcomes(
+                dict(collections.Counter(map(str, big_statuses)))
+            ),
         },
     )
     assert by_kind(sent) == {"200": len(sent)}

@@ -31,6 +31,7 @@ from serving.audit import AuditLog, verify
 from serving.settings import Settings, hash_token
 from store import registry
 from store.bentoml_compat import store_home_at
+from tests.reliability import report
 from tests.reliability.conftest import AUTH, TOKEN
 from tests.reliability.test_load import ARTIFACTS, varied_bodies
 from tests.reliability.traffic import SteadyTraffic, by_kind, capacity, timeline
@@ -157,6 +158,23 @@ def test_a_promotion_under_load_reaches_every_answer_within_the_stated_interval_
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"hot-switch-{target_rate:g}.json").write_text(json.dumps(figures, indent=2))
     print(f"\nhot switch at {rate:g} req/s: {json.dumps(figures)}")
+    report.write_figures(
+        f"hot-switch-{target_rate:g}",
+        {
+            "rate sent (capacity measured just before)": f"{rate:.1f} req/s ({measured:.1f})",
+            "requests": f"{len(sent):,}: {report.outcomes(by_kind(sent))}",
+            "`netprog promote` took": f"{returned - promoting:.1f} s",
+            "last answer from the old model, due after the command returned": (
+                f"{last_old - returned:.1f} s (stated interval: {STATED_SECONDS:g} s)"
+            ),
+            "answers due after the interval": (
+                f"{len(after):,}, from "
+                + ", ".join(sorted({str(s.tag) for s in after}))
+                + f" (new: {new})"
+            ),
+        },
+        figures["load_average_1min"],
+    )
     assert by_kind(sent) == {"200": len(sent)}
     assert all(s.tag == old for s in sent if s.ended <= promoting)
     assert after
@@ -193,6 +211,22 @@ def test_a_tampered_candidate_is_refused_by_every_worker_and_the_old_model_keeps
         time.sleep(3 * POLL_SECONDS + 3)
         states = [model_state(switch_server.base) for _ in range(6)]
 
+    output = switch_server.output()
+    refused = metric(switch_server.base, 'netprog_model_switch_total{outcome="refused"}')
+    report.write_figures(
+        "hot-switch-tampered",
+        {
+            "requests (20 req/s)": report.outcomes(by_kind(traffic.sent)),
+            "answering models": ", ".join(sorted({str(s.tag) for s in traffic.sent})),
+            "workers that logged the refusal": output.count(
+                f"model {altered} refused; still serving {old}"
+            ),
+            '`netprog_model_switch_total{outcome="refused"}`': f"{refused:g}",
+            "`GET /v1/model` `serving.refused.reason`": states[-1]["refused"]["reason"]
+            if states[-1]["refused"]
+            else "(none)",
+        },
+    )
     assert by_kind(traffic.sent) == {"200": len(traffic.sent)}
     assert {s.tag for s in traffic.sent} == {old}
     for state in states:
@@ -200,7 +234,6 @@ def test_a_tampered_candidate_is_refused_by_every_worker_and_the_old_model_keeps
         assert state["production_pointer"] == altered
         assert state["refused"]["tag"] == altered
         assert "was altered after training (SHA-256 mismatch)" in state["refused"]["reason"]
-    output = switch_server.output()
     assert output.count(f"model {altered} refused; still serving {old}") == WORKERS
     assert metric(switch_server.base, 'netprog_model_switch_total{outcome="refused"}') == WORKERS
     assert metric(switch_server.base, "netprog_model_behind_pointer") == WORKERS
@@ -251,6 +284,19 @@ def test_repeated_promotions_and_rollbacks_under_load_fail_no_request_and_end_on
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "hot-switch-promote-rollback.json").write_text(json.dumps(figures, indent=2))
     print(f"\nrepeated promote/rollback: {json.dumps(figures)}")
+    report.write_figures(
+        "hot-switch-promote-rollback",
+        {
+            "rate sent (capacity measured just before)": f"{rate:.1f} req/s ({measured:.1f})",
+            "moves (promote, rollback)": len(moves),
+            "requests": f"{len(sent):,}: {report.outcomes(by_kind(sent))}",
+            "answers by model": ", ".join(
+                f"{tag}: {n:,}" for tag, n in figures["answers_by_model"].items()
+            ),
+            "stale answers in the second interval after a move": len(late),
+        },
+        figures["load_average_1min"],
+    )
     assert by_kind(sent) == {"200": len(sent)}
     assert late == []
     assert model_state(switch_server.base)["model_in_service"] == tags[0] == production(home)

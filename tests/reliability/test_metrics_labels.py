@@ -15,6 +15,7 @@ import httpx
 
 from serving.middleware import UNROUTED
 from serving.service import ROUTE_TEMPLATES
+from tests.reliability import report
 from tests.reliability.conftest import AUTH
 
 N_PATHS = 1000
@@ -47,6 +48,16 @@ def test_a_thousand_distinct_paths_leave_only_route_templates_as_metric_labels(s
 
     endpoints = set(re.findall(r'endpoint="([^"]*)"', metrics))
     print(f"\n{N_PATHS} distinct paths (statuses {sorted(set(statuses))}); labels: {endpoints}")
+    report.write_figures(
+        "metrics-labels",
+        {
+            "distinct random paths sent": f"{N_PATHS:,} (statuses {sorted(set(statuses))})",
+            "`endpoint` label values on `/metrics`": len(endpoints),
+            "route templates (+ `<unrouted>`)": len(ROUTE_TEMPLATES) + 1,
+            "labels that are not a route template": len(endpoints - {*ROUTE_TEMPLATES, UNROUTED}),
+            "a sent path's `MRN-` id on `/metrics`": "MRN-" in metrics,
+        },
+    )
     assert set(statuses) <= {401, 404, 405}
     assert endpoints <= {*ROUTE_TEMPLATES, UNROUTED}
     assert UNROUTED in endpoints

@@ -19,6 +19,7 @@ import numpy as np
 import psutil
 import pytest
 
+from tests.reliability import report
 from tests.reliability.test_faults_under_load import recorded_ids, worker_pids
 from tests.reliability.test_load import ARTIFACTS, varied_bodies
 from tests.reliability.traffic import SteadyTraffic, by_kind, capacity
@@ -53,6 +54,43 @@ def per_minute(sent, started: float) -> list[dict]:
             }
         )
     return table
+
+
+def load_at(samples: list[dict], minute: int) -> str:
+    """The load average sampled at the end of `minute` (1-based), if one was."""
+    return f"{samples[minute - 1]['load_average_1min']:.1f}" if minute <= len(samples) else "–"
+
+
+def soak_markdown(figures: dict) -> str:
+    """The soak's figures as the document shows them: per minute, then memory and outcomes."""
+    minutes = figures["per_minute"]
+    loads = [sample["load_average_1min"] for sample in figures["samples"]] or None
+    table = report.markdown_table(
+        ["minute", *(str(m["minute"]) for m in minutes)],
+        [
+            ["requests", *(f"{m['requests']:,}" for m in minutes)],
+            ["errors", *(str(m["errors"]) for m in minutes)],
+            ["p50 ms", *(f"{m['p50_ms']:,.0f}" for m in minutes)],
+            ["p99 ms", *(f"{m['p99_ms']:,.0f}" for m in minutes)],
+            ["load average", *(load_at(figures["samples"], m["minute"]) for m in minutes)],
+        ],
+    )
+    rss = figures["worker_rss_mib"]
+    memory = "; ".join(
+        f"{rss['start'][pid]} → {rss['end'][pid]} MiB ({change:+.1f} %)"
+        for pid, change in figures["worker_rss_change_percent"].items()
+    )
+    return "\n\n".join(
+        [
+            report.measured_on(loads),
+            f"{figures['seconds']:g} s at {figures['rate_due']} req/s due "
+            f"({figures['achieved_rate']} achieved; capacity measured just before: "
+            f"{figures['capacity_measured_per_s']}/s): {figures['requests']:,} requests, "
+            f"{report.outcomes(figures['outcomes'])}.",
+            table,
+            f"Worker RSS after warm-up → end (limit ±{100 * MAX_RSS_CHANGE:g} %): {memory}.",
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -97,6 +135,7 @@ def test_a_ten_minute_soak_answers_every_request_with_flat_worker_memory(serve):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "soak.json").write_text(json.dumps(figures, indent=2))
     print(f"\nsoak: {json.dumps(figures)}")
+    report.write_block("soak", soak_markdown(figures))
     assert by_kind(sent) == {"200": len(sent)}
     assert worker_pids(server.pid) == workers, "no worker restarted"
     assert all(abs(change) <= MAX_RSS_CHANGE for change in changes.values()), changes
