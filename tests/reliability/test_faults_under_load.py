@@ -195,7 +195,8 @@ def test_a_worker_killed_under_load_fails_only_requests_in_flight_and_is_back_wi
     assert restart.back_s is not None
     assert restart.back_s < WORKER_BACK_SECONDS, (
         f"the replacement served {restart.back_s} s after the kill, having used {restart.cpu_s} "
-        f"CPU seconds to start, at a load average of {load_at_kill} on {os.cpu_count()} CPUs"
+        f"CPU seconds to start, at a load average of {[round(x, 1) for x in load_at_kill]} "
+        f"on {os.cpu_count()} CPUs"
     )
     assert len(worker_pids(server.pid) - {victim}) == 2
     assert all(in_flight(s) for s in failed), by_kind(failed)
