@@ -38,6 +38,7 @@ from model.schema import (
     patients_frame,
 )
 from model.support import ModalitySupport
+from model.unknown_fields import integrate
 
 __all__ = [
     "CONDITIONAL_MIN_SURVIVAL",
@@ -104,6 +105,7 @@ class Predictor:
         self.bundle = bundle
         self.endpoints = {e: EndpointPredictor(e, bundle, tree_shap) for e in ENDPOINTS}
         self.support = ModalitySupport(bundle)
+        self.imputer = getattr(bundle, "imputer", None)
         metadata = bundle.metadata
         self.synthetic = metadata.get("trained_on", "synthetic") != "real"
         self.model_info = {
@@ -168,6 +170,10 @@ class Predictor:
         if not patients:
             return []
         months_since = _as_months_list(months_since_treatment, len(patients))
+        return integrate(self._batch_known, self.imputer, patients, months_since)
+
+    def _batch_known(self, patients: list[Patient], months_since: list[float | None]) -> list:
+        """:meth:`batch` of patients with every field known (`model.unknown_fields` mixes)."""
         frame = patients_frame(patients)
         planned_names = [p.planned_modality or DEFAULT_MODALITY for p in patients]
         planned = np.array([MODALITIES.index(m) for m in planned_names])

@@ -32,7 +32,9 @@ from model.schema import (
     encode,
 )
 from training.evidence import shrinkage_table
+from training.imputation import missing_mask
 from training.synthetic import CohortSpec
+from training.unknowns_fit import fit_prediction_imputer
 from training.validate import hpfs_event_types
 
 PROPENSITY_FEATURES = tuple(n for n in FEATURE_NAMES if "_in_" not in n)
@@ -430,6 +432,7 @@ def fit_bundle(
         shap_background=design.sample(min(background_size, len(design)), random_state=seed),
         **_follow_up(cohort),
         metadata={**metadata, **_run_metadata(cohort, cohort_label, seed, n_bootstrap)},
+        imputer=fit_prediction_imputer([cohort], missing_mask(cohort), seed),
     )
 
 

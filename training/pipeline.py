@@ -45,6 +45,7 @@ from training.cross_validation import (
 from training.fit import fit_bundle
 from training.held_out import HELD_OUT_BOOTSTRAP, evaluate_on_rows, predict_rows
 from training.holdout import DEFAULT_HOLDOUT_FRACTION, HOLDOUT_RULE, patient_hashes
+from training.imputed_fit import ImputedCohort, fit_imputed_bundle, imputation_note, imputed_cohort
 from training.parallel import joblib_backend
 from training.synthetic import CohortSpec
 from training.validate import validate_cohort
@@ -160,14 +161,17 @@ def train(
         label = check_label(cohort, cohort_label)
         cohort = canonical_order(validate_cohort(cohort))
         development, held_out = split_holdout(cohort, holdout_fraction)
+    with steps("impute", "imputing missing values"):
+        imputed = imputed_cohort(cohort, development, held_out, seed)
+    if imputed is not None:
+        development, held_out, cohort = imputed.development[0], imputed.held_out, imputed.cohort
     with joblib_backend(dask_scheduler, n_jobs) as jobs:
         fitting = {"seed": seed, "n_jobs": jobs, "estimator_params": estimator_params}
         cv, primary, loco = _validate(development, steps, n_splits, fitting)
         with steps("fit", "fitting ensembles"):
-            bundle = fit_bundle(
-                development, n_bootstrap=n_bootstrap, cohort_label=label, primary=primary,
-                primary_ensembles_only=True, evidence=evidence, **fitting,
-            )  # fmt: skip
+            bundle = _fit(imputed, development, n_bootstrap=n_bootstrap, cohort_label=label,
+                          primary=primary, primary_ensembles_only=True, evidence=evidence,
+                          **fitting)  # fmt: skip
     with steps("held_out", "evaluating on the held-out patients"):
         held_out_metrics = evaluate_on_rows(bundle, held_out, seed=seed, n_jobs=n_jobs)
     holdout = _holdout_record(development, held_out, holdout_fraction)
@@ -177,6 +181,9 @@ def train(
     )  # fmt: skip
     with steps("analyse", "analysing the cohort"):
         results = _results(cohort, label, cv, primary, holdout, held_out_metrics, loco, n_jobs)
+    if imputed is not None:
+        results["missing_data"] = imputed.record
+        results["notes"].append(imputation_note(imputed.record))
     with steps("register", "writing the report and registering"):
         tag = registry.save_bundle(
             bundle, _extras_writer(bundle, results, cohort, development, held_out)
@@ -186,6 +193,15 @@ def train(
     if promoted:
         registry.set_production(tag, reason="first model in the store")
     return TrainingRun(tag, bundle, results, report_html, report_json, promoted, steps.timings)
+
+
+def _fit(imputed: ImputedCohort | None, development: pd.DataFrame, **fitting) -> ModelBundle:
+    """The registered fit: on the cohort itself, or pooled over its imputations."""
+    if imputed is None:
+        return fit_bundle(development, **fitting)
+    bundle = fit_imputed_bundle(imputed.development, imputed.missing, **fitting)
+    bundle.metadata.update(data_fingerprint=imputed.fingerprint, missing_data=imputed.record)
+    return bundle
 
 
 def _validate(development, steps: _Steps, n_splits: int, fitting: dict) -> tuple:

@@ -29,8 +29,11 @@ _SUBJECT_TYPES = tuple(t for t in READ_RESOURCE_TYPES if t not in ("Patient", "M
 
 ABSENT_NOTES = {
     "ki67_percent": "no final Ki-67 Observation",
+    "tumor_burden_percent": "no final hepatic tumour burden Observation: unknown, the "
+    "prognosis integrates over it given the other fields (imputed)",
     "who_grade": "no final WHO grade Observation: the model derives the grade from Ki-67 "
-    f"(WHO 2010: {KI67_GRADES.rule(unit=' %')})",
+    f"(WHO 2010: {KI67_GRADES.rule(unit=' %')}); with neither, the prognosis integrates over "
+    "the grade given the other fields (imputed)",
     "planned_modality": "no planned embolotherapy (Procedure in preparation or draft/active "
     f"ServiceRequest): the prognosis is shown for {about('planned_modality').reference}, the "
     "reference, and all three are compared",
@@ -39,8 +42,9 @@ ABSENT_NOTES = {
 
 
 def unrecorded(name: str, evidence: str) -> Found:
-    """A boolean field no resource records: False when the field is required (absence of
-    evidence read as absence, as the model was trained), else empty (unknown).
+    """A boolean field no resource records: empty (unknown) when the field is imputable (the
+    prognosis integrates over it, `model.unknown_fields`) or not a predictor; False only for
+    a boolean predictor that may not be unknown (absence of evidence read as absence).
 
     Parameters
     ----------
@@ -50,7 +54,7 @@ def unrecorded(name: str, evidence: str) -> Found:
         What would have recorded it, e.g. "MedicationStatement or MedicationRequest for
         cytotoxic chemotherapy".
     """
-    if name in BOOLEAN_FIELDS:
+    if name in BOOLEAN_FIELDS and not about(name).imputable:
         return Found(False, {"source": "default", "note": f"no {evidence}: assumed none"})
     return Found(None, {"source": "absent", "note": f"no {evidence}: unknown"})
 
