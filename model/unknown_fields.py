@@ -185,8 +185,9 @@ def _mixture_quantile(values, sds, weights, q: float) -> np.ndarray:
 
 
 def _digits(number) -> int:
+    """Decimals `number` is shown with (at most 4)."""
     text = repr(float(number))
-    return min(4, len(text.split(".")[1])) if "." in text and "e" not in text else 4
+    return min(4, len(text.split(".")[1].rstrip("0"))) if "." in text and "e" not in text else 4
 
 
 def _mix_finite(triples: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -277,11 +278,15 @@ def mix_prognoses(prognoses: list[dict], weights: np.ndarray) -> dict:
         results[row] = [
             np.nan if v is None else v for v in _mix_with_unreached(triples[row], weights)
         ]
-    for (path, key), (value, lower, upper) in zip(nodes, results, strict=True):
+    for (path, key), row, numbers in zip(nodes, results, raw, strict=True):
         target = _at(mixed, path)
-        digits = _digits(target[key]) if target[key] is not None else 1
-        for name, number in ((key, value), ("lower", lower), ("upper", upper)):
-            target[name] = None if np.isnan(number) else round(float(number), max(digits, 1))
+        digits = max([_digits(x) for x in numbers.ravel() if x is not None] or [1])
+        scale = 10.0**digits
+        # Bounds are rounded outwards, so that they still hold every likely value shown.
+        rounded = (round(row[0], digits), np.floor(row[1] * scale) / scale,
+                   np.ceil(row[2] * scale) / scale)  # fmt: skip
+        for name, number in zip((key, "lower", "upper"), rounded, strict=True):
+            target[name] = None if np.isnan(number) else round(float(number), digits)
     _retell_medians(mixed)
     return mixed
 
