@@ -77,10 +77,19 @@ def _is_relaxed(component: BreslowInference, design: pd.DataFrame, target) -> bo
     return bool(np.allclose(refit.coef, component.coef, rtol=1e-5, atol=1e-7))
 
 
-def _component_per_imputation(component, relaxed, design, target, name, seed, params):
-    if relaxed:
-        return _relaxed_refit(design, target)
-    return fit.fit_component(name, seed, params, design, target)
+def _component_refitter(first, name, seed, params, design, target):
+    """How every imputation refits one component: the all-terms relaxed refit where the first
+    imputation's is one, else the penalised fit with the first imputation's tuned choices (one
+    tuning, not one per imputation)."""
+    if _is_relaxed(first, design, target):
+        return _relaxed_refit, {}
+    tuned = fit.make_estimator(name, seed, params).fit(design, target).tuned_params()
+    return _penalised_refit, {"name": name, "seed": seed, "params": {**(params or {}), **tuned}}
+
+
+def _penalised_refit(design, target, *, name, seed, params) -> BreslowInference:
+    estimator = fit.make_estimator(name, seed, params).fit(design, target)
+    return fit.component_inference(estimator, design, target)
 
 
 def _pooled_curve(fulls: list[CurveModel]) -> CurveModel:
@@ -114,11 +123,11 @@ def _pool_linear(bundle, completed, designs, seed, params, n_jobs) -> None:
             model.full = _pooled_curve([model.full, *extra])
             pooled = []
             for k, first in enumerate(model.components):
-                relaxed = _is_relaxed(first, designs[0], components[0][endpoint][k])
+                refit, options = _component_refitter(
+                    first, name, seed, params.get(name), designs[0], components[0][endpoint][k]
+                )
                 fits = Parallel(n_jobs=n_jobs)(
-                    delayed(_component_per_imputation)(
-                        first, relaxed, d, c[endpoint][k], name, seed, params.get(name)
-                    )
+                    delayed(refit)(d, c[endpoint][k], **options)
                     for d, c in zip(designs[1:], components[1:], strict=True)
                 )
                 pooled.append(pool_components([first, *fits]))
@@ -223,10 +232,12 @@ def imputed_cohort(
     m = n_imputations(development)
     completed = impute_cohort(development, m, seed)
     held = impute_cohort(held_out, 1, seed + 1)[0] if is_incomplete(held_out) else held_out
+    combined = pd.concat([completed[0], held], ignore_index=True)
+    order = pd.Index(combined["patient_id"]).get_indexer(cohort["patient_id"])
     return ImputedCohort(
         development=completed,
         held_out=held,
-        cohort=pd.concat([completed[0], held]).loc[cohort.index],
+        cohort=combined.iloc[order].set_axis(cohort.index),
         missing=missing_mask(development),
         record=missing_data_record(cohort, m),
         fingerprint=fit.data_fingerprint(development),

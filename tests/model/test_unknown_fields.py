@@ -59,7 +59,9 @@ def test_the_point_prediction_is_the_probability_weighted_mean_of_the_completion
 ):
     patient, likely = constructed
     completed, weights, _ = prognosis_predictor.imputer.completions(patient)
-    values = [prognosis_predictor.prognosis(p)["os"]["survival_at"]["24"]["value"] for p in completed]
+    values = [
+        prognosis_predictor.prognosis(p)["os"]["survival_at"]["24"]["value"] for p in completed
+    ]
     mixed = prognosis_predictor.prognosis(patient)["os"]["survival_at"]["24"]["value"]
     assert mixed == pytest.approx(float(np.dot(weights, values)), abs=2e-4)
     assert weights.sum() == pytest.approx(1.0)
@@ -84,11 +86,10 @@ def test_the_answer_names_the_imputed_field_and_how_much_it_moves_the_answer(
 
 
 def test_several_unknown_fields_are_integrated_together(prognosis_predictor, prognosis_patient):
-    patient = prognosis_patient(
-        who_grade=None, tumor_burden_percent=None, somatostatin_analog=None
-    )
+    patient = prognosis_patient(who_grade=None, tumor_burden_percent=None, somatostatin_analog=None)
     completed, weights, states = prognosis_predictor.imputer.completions(patient)
-    assert len(completed) > 3 and weights.sum() == pytest.approx(1.0)
+    assert len(completed) > 3
+    assert weights.sum() == pytest.approx(1.0)
     assert all(p.unknown_fields == () for p in completed)
     answer = prognosis_predictor.prognosis(patient)
     summary = answer["patient_summary"]
