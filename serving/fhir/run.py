@@ -41,10 +41,14 @@ ABSENT_NOTES = {
 """Why a non-boolean field the resources do not supply is empty (booleans: `unrecorded`)."""
 
 
-def unrecorded(name: str, evidence: str) -> Found:
-    """A boolean field no resource records: empty (unknown) when the field is imputable (the
-    prognosis integrates over it, `model.unknown_fields`) or not a predictor; False only for
-    a boolean predictor that may not be unknown (absence of evidence read as absence).
+def unrecorded(name: str, evidence: str, absent_booleans: str = "assume_none") -> Found:
+    """A boolean field no resource records.
+
+    With `absent_booleans` "assume_none" (`data/fhir_mapping.yaml`, the default, for EHRs that
+    code every systemic therapy, procedure and metastasis they know of), a boolean predictor
+    is False: absence of evidence read as absence, as stated in the answer's provenance and the
+    CDS card. With "impute", it is unknown, and the prognosis integrates over it given the
+    other fields (`model.unknown_fields`). A boolean that is not a predictor is unknown.
 
     Parameters
     ----------
@@ -53,9 +57,14 @@ def unrecorded(name: str, evidence: str) -> Found:
     evidence : str
         What would have recorded it, e.g. "MedicationStatement or MedicationRequest for
         cytotoxic chemotherapy".
+    absent_booleans : {"assume_none", "impute"}
+        The mapping's policy.
     """
-    if name in BOOLEAN_FIELDS and not about(name).imputable:
+    if name in BOOLEAN_FIELDS and absent_booleans == "assume_none":
         return Found(False, {"source": "default", "note": f"no {evidence}: assumed none"})
+    if name in BOOLEAN_FIELDS:
+        note = f"no {evidence}: unknown, imputed from the other fields"
+        return Found(None, {"source": "absent", "note": note})
     return Found(None, {"source": "absent", "note": f"no {evidence}: unknown"})
 
 
