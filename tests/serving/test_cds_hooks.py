@@ -241,16 +241,11 @@ def test_missing_prefetch_is_a_card_saying_what_is_missing_and_no_prediction(mak
 
     card = one_card(response)
     assert card["indicator"] == "info"
-    assert card["summary"].startswith("No prognosis: 4 item(s)")
+    assert card["summary"].startswith("No prognosis: 2 item(s)")
     lines = card["detail"].splitlines()
     assert "- not sent by the EHR (prefetch): conditions, observations" in lines[2]
-    assert [line.split(":")[0] for line in lines[3:]] == [
-        "- primary_site",
-        "- liver_metastases",
-        "- who_grade or ki67_percent",
-        "- tumor_burden_percent",
-    ]
-    assert "LOINC 29593-1" in card["detail"]
+    # A missing grade and burden are imputed, not missing items.
+    assert [line.split(":")[0] for line in lines[3:]] == ["- primary_site", "- liver_metastases"]
     assert client.audit_log.read_text(encoding="utf-8") == ""
 
 
@@ -261,7 +256,7 @@ def test_a_request_without_any_prefetch_is_still_a_card(make_client, prefetch):
 
     card = one_card(make_client().post(PATIENT_VIEW, json=request))
 
-    assert card["summary"].startswith("No prognosis: 5 item(s)")
+    assert card["summary"].startswith("No prognosis: 3 item(s)")
 
 
 def test_missing_optional_prefetch_still_gives_a_prognosis_that_says_what_was_assumed(
