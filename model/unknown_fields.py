@@ -209,7 +209,8 @@ def _mix_with_unreached(triple: np.ndarray, weights: np.ndarray) -> list:
     filled = np.where(np.isnan(triple), np.inf, triple)
     order = np.argsort(filled[:, 0], kind="stable")
     cumulative = np.cumsum(weights[order])
-    value = filled[order[min(np.searchsorted(cumulative, 0.5), len(order) - 1)], 0]
+    middle = int(min(int(np.searchsorted(cumulative, 0.5)), len(order) - 1))
+    value = filled[int(order[middle]), 0]
     likely = weights >= LIKELY
     likely[0] = True
     lower, upper = filled[likely, 1].min(), filled[likely, 2].max()
@@ -278,13 +279,13 @@ def mix_prognoses(prognoses: list[dict], weights: np.ndarray) -> dict:
         results[row] = [
             np.nan if v is None else v for v in _mix_with_unreached(triples[row], weights)
         ]
-    for (path, key), row, numbers in zip(nodes, results, raw, strict=True):
+    for (path, key), mixed_row, numbers in zip(nodes, results, raw, strict=True):
         target = _at(mixed, path)
         digits = max([_digits(x) for x in numbers.ravel() if x is not None] or [1])
         scale = 10.0**digits
         # Bounds are rounded outwards, so that they still hold every likely value shown.
-        rounded = (round(row[0], digits), np.floor(row[1] * scale) / scale,
-                   np.ceil(row[2] * scale) / scale)  # fmt: skip
+        rounded = (round(mixed_row[0], digits), np.floor(mixed_row[1] * scale) / scale,
+                   np.ceil(mixed_row[2] * scale) / scale)  # fmt: skip
         for name, number in zip((key, "lower", "upper"), rounded, strict=True):
             target[name] = None if np.isnan(number) else round(float(number), digits)
     _retell_medians(mixed)
@@ -311,7 +312,9 @@ def integrate(predict_known, imputer: PredictionImputer | None, patients, months
     """
     from model.exceptions import UnknownFieldsUnsupported
 
-    expanded, owners, plans = [], [], []
+    expanded: list = []
+    owners: list[int] = []
+    plans: list[tuple | None] = []
     for i, patient in enumerate(patients):
         if not patient.unknown_fields:
             plans.append(None)

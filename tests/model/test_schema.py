@@ -91,8 +91,10 @@ def test_a_misspelled_field_is_rejected_rather_than_ignored():
 
 def test_a_patient_without_grade_or_ki67_has_an_unknown_grade_to_impute():
     unknown = patient(who_grade=None, tumor_burden_percent=None, extrahepatic_metastases=None)
-    assert unknown.grade is None and unknown.burden_category is None
-    assert unknown.unknown_fields == ("who_grade", "tumor_burden_percent", "extrahepatic_metastases")
+    assert unknown.grade is None
+    assert unknown.burden_category is None
+    expected = ("who_grade", "tumor_burden_percent", "extrahepatic_metastases")
+    assert unknown.unknown_fields == expected
     assert patient(who_grade=None, ki67_percent=8.0).unknown_fields == ()
 
 

@@ -363,6 +363,7 @@ def test_every_imputable_field_offers_not_recorded_and_the_answer_names_what_was
     assert "tumour burden not recorded (imputed)" in summary
     web.assert_clean()
 
+
 def test_field_errors_from_the_service_are_shown_next_to_their_fields(web_server, open_page):
     web = open_page(web_server)
     page = web.page

@@ -227,7 +227,8 @@ def test_empty_imputable_predictors_are_accepted_and_kept_empty(cohort):
     holed = corrupt(corrupt(cohort, 0, "who_grade", None), 0, "ki67_percent", None)
     holed = corrupt(corrupt(holed, 3, "tumor_burden_percent", None), 4, "somatostatin_analog", None)
     typed = validate_cohort(holed)
-    assert pd.isna(typed.at[0, "who_grade"]) and pd.isna(typed.at[0, "ki67_percent"])
+    assert pd.isna(typed.at[0, "who_grade"])
+    assert pd.isna(typed.at[0, "ki67_percent"])
     assert pd.isna(typed.at[3, "tumor_burden_percent"])
     assert typed.at[4, "somatostatin_analog"] is None
     assert typed["extrahepatic_metastases"].dtype == bool
