@@ -180,6 +180,19 @@ def _missing(cohort: pd.DataFrame, bundle: ModelBundle) -> dict[str, Any]:
     return out
 
 
+def _imputation_lines(missing: dict[str, Any]) -> list[str]:
+    """This model's imputation, where its cohort had missing predictors."""
+    how = missing.get("imputation")
+    if not how:
+        return []
+    return [
+        f"This model: {missing['n_incomplete']} incomplete patients; {how['method']}, "
+        f"m = {how['m']}, {how['iterations']} rounds; variables: {how['variables']}; "
+        f"{how['pooling']}. {missing['assumption']}",
+        "",
+    ]
+
+
 IMPUTATION_HANDLING = (
     "training imputes them by multiple imputation by chained equations (scikit-learn "
     "IterativeImputer, Bayesian ridge with posterior draws), m = max(10, % incomplete patients) "
@@ -364,6 +377,7 @@ def _md_methods(card: dict) -> list[str]:
         "",
         missing["handling"],
         "",
+        *_imputation_lines(missing),
     ]
     lines += _md_table(
         ["field", "missing"], [[k, v] for k, v in missing["missing_per_field"].items()]
