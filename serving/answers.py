@@ -79,10 +79,14 @@ class PrognosisService:
         caller: str,
         route: str,
         months_since_treatment: float | None = None,
+        contributions_over_time: bool = False,
         extra: Mapping[str, Any] | None = None,
     ) -> dict:
         """The audited prognosis of one patient: its prediction id, the predictor's answer and
         `extra` (for the FHIR route: the mapped patient and its provenance).
+
+        `contributions_over_time` asks the predictor for each field's contribution at 12, 24
+        and 36 months (:meth:`model.predictor.Predictor.prognosis`).
 
         Raises
         ------
@@ -91,7 +95,9 @@ class PrognosisService:
         AuditWriteError
             The audit record could not be written; the prediction is refused (503).
         """
-        result = self.predictor.prognosis(patient, months_since_treatment)
+        result = self.predictor.prognosis(
+            patient, months_since_treatment, contributions_over_time=contributions_over_time
+        )
         payload = audit_payload(patient, months_since_treatment)
         [answer] = self._audited(caller, route, [payload], [{**result, **(extra or {})}])
         return answer
