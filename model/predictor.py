@@ -199,9 +199,20 @@ class Predictor:
         if not patients:
             return []
         months_since = _as_months_list(months_since_treatment, len(patients))
-        return integrate(self._batch_known, self.imputer, patients, months_since)
+        answers = integrate(
+            lambda known, since: self._batch_known(known, since, contributions_over_time),
+            self.imputer,
+            patients,
+            months_since,
+        )
+        for answer in answers:
+            if answer["patient_summary"].get("imputed_fields"):
+                self.views.retell(answer)
+        return answers
 
-    def _batch_known(self, patients: list[Patient], months_since: list[float | None]) -> list:
+    def _batch_known(
+        self, patients: list[Patient], months_since: list[float | None], over_time: bool
+    ) -> list:
         """:meth:`batch` of patients with every field known (`model.unknown_fields` mixes)."""
         frame = patients_frame(patients)
         planned_names = [p.planned_modality or DEFAULT_MODALITY for p in patients]
@@ -224,7 +235,7 @@ class Predictor:
                 patients[i],
                 planned_names[i],
                 design[planned[i], i],
-                over_time=contributions_over_time,
+                over_time=over_time,
             )
         return answers
 

@@ -109,7 +109,7 @@ def test_a_patient_with_every_field_known_is_answered_as_before(
 ):
     patient = prognosis_patient()
     answer = prognosis_predictor.prognosis(patient)
-    assert answer == prognosis_predictor._batch_known([patient], [None])[0]
+    assert answer == prognosis_predictor._batch_known([patient], [None], False)[0]
     assert all(w["code"] != "imputed_fields" for w in answer["warnings"])
 
 
@@ -128,3 +128,23 @@ def test_the_imputation_models_hold_coefficients_not_patients(prognosis_bundle):
         assert "burden" not in " ".join(model.features) or name != "tumor_burden_percent"
     arrays = [v for m in imputer.models.values() for v in (m.coef, m.intercept)]
     assert max(a.size for a in arrays) < 100
+
+
+def test_the_clinician_views_follow_the_mixture_and_say_whose_group_they_show(
+    prognosis_predictor, constructed
+):
+    patient, likely = constructed
+    answer = prognosis_predictor.prognosis(patient, contributions_over_time=True)
+    most_probable = prognosis_predictor.prognosis(likely[0][0])
+
+    # The counts out of 100 are the mixed survival's, not the most probable completion's.
+    [tace] = [m for m in answer["out_of_100"]["modalities"] if m["modality"] == "TACE"]
+    [os_tace] = [m for m in answer["os"]["modalities"] if m["modality"] == "TACE"]
+    alive_24 = next(a for a in tace["at"] if a["month"] == 24)["alive"]
+    assert alive_24 == round(100 * os_tace["survival_at"]["24"]["value"])
+    assert answer["out_of_100"] != most_probable["out_of_100"]
+    # The group and the contributions are the most probable completion's, and say so.
+    for view in ("similar_patients", "contributions_over_time"):
+        assert "extrahepatic_metastases" in answer[view]["imputed_note"]
+        assert "most probable" in answer[view]["imputed_note"]
+    assert "imputed_note" not in most_probable["similar_patients"]
