@@ -264,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = CohortSpec.load()
     began = time.perf_counter()
+    # By import path, not `__main__`'s, so that the worker processes can unpickle them.
+    from bench.missing import coverage_seed, run_seed
+
     parallel = Parallel(n_jobs=args.jobs)
     per_seed = parallel(delayed(run_seed)(seed, spec) for seed in range(args.seeds))
     records = [record for found in per_seed for record in found]
