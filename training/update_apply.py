@@ -13,6 +13,7 @@ estimates' own; a full refit has the local covariance alone.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -51,12 +52,28 @@ def tail_start(months: np.ndarray) -> int:
     return int(max(np.flatnonzero(at_risk >= TAIL_AT_RISK).max(initial=0), 0))
 
 
-def _carry_on(local: np.ndarray, original: np.ndarray, start: int, power: float = 1.0):
-    """`local` up to `start`, then the original's increments scaled by the ratio at `start`."""
-    out = np.array(local, dtype=float, copy=True)
-    ratio = local[start] / original[start] if original[start] > 0 else 1.0
-    out[start + 1 :] = local[start] + ratio**power * (original[start + 1 :] - original[start])
-    return out
+def _carried_on(local: BreslowInference, original: BreslowInference, start: int):
+    """`local` up to grid index `start`, then carried on with the shape of `original`.
+
+    Beyond `start`, ``H(t) = H(start) g(t)`` with ``g(t) = 1 + (H_o(t) - H_o(start)) /
+    H_o(start)`` (the original's growth from `start`): the local level, the original's shape.
+    Its derivative in the coefficients and the local part of its variance scale by ``g(t)``
+    and ``g(t)^2``, so the relative error stays that of the local estimate at `start`; the
+    original's own increments add their (scaled) variance.
+    """
+    cumulative = np.array(local.cumulative_hazard, dtype=float, copy=True)
+    variance = np.array(local.hazard_variance, dtype=float, copy=True)
+    mean = np.array(local.hazard_mean, dtype=float, copy=True)
+    reference = original.cumulative_hazard[start]
+    if start + 1 >= len(MONTH_GRID) or reference <= 0 or cumulative[start] <= 0:
+        return cumulative, variance, mean
+    growth = 1.0 + (original.cumulative_hazard[start + 1 :] - reference) / reference
+    ratio = cumulative[start] / reference
+    added_variance = original.hazard_variance[start + 1 :] - original.hazard_variance[start]
+    cumulative[start + 1 :] = cumulative[start] * growth
+    variance[start + 1 :] = growth**2 * variance[start] + ratio**2 * added_variance
+    mean[start + 1 :] = growth[:, None] * mean[start]
+    return cumulative, variance, mean
 
 
 def _rebased(
@@ -64,18 +81,13 @@ def _rebased(
 ) -> BreslowInference:
     """A component with new coefficients and a local baseline (carried on past the tail)."""
     local = fit_breslow_inference(design, event, months, coef, MONTH_GRID)
-    start = tail_start(months)
-    ratio_power = 2.0
-    mean = np.array(local.hazard_mean, copy=True)
-    mean[start + 1 :] = mean[start]
+    cumulative, variance, mean = _carried_on(local, original, tail_start(months))
     return BreslowInference(
         coef=np.asarray(coef, dtype=float),
         covariance=covariance,
         grid=MONTH_GRID,
-        cumulative_hazard=_carry_on(local.cumulative_hazard, original.cumulative_hazard, start),
-        hazard_variance=_carry_on(
-            local.hazard_variance, original.hazard_variance, start, ratio_power
-        ),
+        cumulative_hazard=cumulative,
+        hazard_variance=variance,
         hazard_mean=mean,
     )
 
@@ -109,10 +121,10 @@ def _updated_coefficients(coef, covariance, log_hazard, design, event, months, d
 
 def _local_baseline(original: np.ndarray, log_hazard, event, months) -> np.ndarray:
     """Breslow baseline at log hazard 0 on the grid, with `log_hazard` as offset."""
-    local = fit_breslow_inference(
-        np.asarray(log_hazard, dtype=float)[:, None], event, months, np.ones(1), MONTH_GRID
-    )
-    return _carry_on(local.cumulative_hazard, original, tail_start(months))
+    column = np.asarray(log_hazard, dtype=float)[:, None]
+    local = fit_breslow_inference(column, event, months, np.ones(1), MONTH_GRID)
+    shape = dataclasses.replace(local, cumulative_hazard=np.asarray(original, dtype=float))
+    return _carried_on(local, shape, tail_start(months))[0]
 
 
 def _linear_curve(full: CurveModel, design, event, months, decision, mask) -> CurveModel:
@@ -167,19 +179,10 @@ def _refit_linear(model, design: pd.DataFrame, composite, targets, seed) -> Endp
             fitted = component_inference(
                 make_estimator(model.name, seed).fit(design, target), design, target
             )
-        start = tail_start(target["months"])
+        cumulative, variance, mean = _carried_on(fitted, original, tail_start(target["months"]))
         components.append(
-            BreslowInference(
-                coef=fitted.coef,
-                covariance=fitted.covariance,
-                grid=MONTH_GRID,
-                cumulative_hazard=_carry_on(
-                    fitted.cumulative_hazard, original.cumulative_hazard, start
-                ),
-                hazard_variance=_carry_on(
-                    fitted.hazard_variance, original.hazard_variance, start, 2.0
-                ),
-                hazard_mean=fitted.hazard_mean,
+            dataclasses.replace(
+                fitted, cumulative_hazard=cumulative, hazard_variance=variance, hazard_mean=mean
             )
         )
     quantiles = risk_quantiles(full.log_hazard(matrix))

@@ -24,9 +24,9 @@ from model.schema import ENDPOINTS, FEATURE_NAMES, encode
 from store import registry
 from training.cohorts import canonical_order, check_label, split_holdout
 from training.exceptions import RegistryError, UpdateInputError
-from training.fit import data_fingerprint, survival_target
+from training.fit import component_targets, data_fingerprint, survival_target
 from training.update_apply import update_family
-from training.updating import METHODS, Decision, choose_method, expected_events
+from training.updating import METHODS, Component, Decision, choose_method, expected_events
 from training.validate import validate_cohort
 
 __all__ = ["MIN_LOCAL_EVENTS", "UpdateRun", "choose_methods", "update", "update_bundle"]
@@ -85,18 +85,24 @@ def choose_methods(bundle: ModelBundle, cohort: pd.DataFrame) -> dict[str, dict[
     """Per endpoint and family, the updating method the local patients justify."""
     design = encode(cohort)
     matrix = design.to_numpy(dtype=float)
+    targets = component_targets(cohort)
     decisions: dict[str, dict[str, Decision]] = {}
     for endpoint in ENDPOINTS:
         target = survival_target(cohort, endpoint)
         decisions[endpoint] = {}
         for name, model in bundle.models[endpoint].items():
             linear = model.full.coef is not None
+            components = [
+                Component(matrix @ c.coef, t["event"], t["months"])
+                for c, t in zip(model.components, targets[endpoint], strict=linear)
+            ]
             decisions[endpoint][name] = choose_method(
                 log_hazard=model.full.log_hazard(matrix),
                 expected=expected_events(model.survival(matrix), target["months"]),
                 event=target["event"],
                 months=target["months"],
                 design=matrix if linear else None,
+                components=components if linear else None,
                 names=tuple(design.columns),
                 max_method=4 if linear else 2,
             )
