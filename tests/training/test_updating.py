@@ -82,7 +82,8 @@ def test_the_revision_screen_flags_only_the_term_whose_effect_departs():
     flagged, tests = revision_screen(design, event, months, design @ original, ("a", "b", "c"))
 
     assert flagged.tolist() == [False, True, False]
-    assert tests[0]["rejected"] and tests[1]["term"] == "b"
+    assert tests[0]["rejected"]
+    assert tests[1]["term"] == "b"
 
 
 def test_the_revision_screen_flags_centres_whose_effects_agree_at_most_at_its_level():
@@ -106,7 +107,8 @@ def test_a_revised_term_is_shrunk_toward_its_original_value_not_toward_zero():
     revised = theta[0] * original[1] + theta[1]
     unpenalised = fit_cox_coefficients(design, event, months)[1]
 
-    assert penalty > 0 and covariance.shape == (2, 2)
+    assert penalty > 0
+    assert covariance.shape == (2, 2)
     assert unpenalised < revised < original[1]
     assert revised < 0.2  # the data move it most of the way from +0.8 toward the truth, -0.5
 
