@@ -1,10 +1,11 @@
 """Applying an updating method to one endpoint's model family: new coefficients, new baseline.
 
-Every method but "no change" re-estimates the baseline hazard on the local patients (Breslow,
-with the updated linear predictor as offset). Where the local patients thin out (fewer than
-:data:`TAIL_AT_RISK` still at risk) the local baseline stops being an estimate, so from there on
-the original baseline's increments are carried on, scaled by the local-to-original ratio at
-that month: the local data set the level, the original model the shape it has seen further.
+Every method but "no change" re-estimates the baseline hazard on the local patients, with the
+updated linear predictor as offset: by default the original baseline's shape with its level
+estimated from every local event (one parameter), unless the local events show another shape
+(:func:`training.updating.baseline_shape_test`); then the local Breslow estimate. Where the
+local patients thin out (fewer than :data:`TAIL_AT_RISK` still at risk) a Breslow estimate
+stops being one, so from there on the original's shape is carried on from the local level.
 The coefficients' covariance of an updated Cox component is the original's, carried through
 the update by the delta method (``Var(b beta) = b^2 V + beta beta' Var(b)``), plus the local
 estimates' own; a full refit has the local covariance alone.
@@ -76,14 +77,40 @@ def _carried_on(local: BreslowInference, original: BreslowInference, start: int)
     return cumulative, variance, mean
 
 
+def _level(original: np.ndarray, log_hazard, event, months) -> tuple[float, np.ndarray]:
+    """MLE of the factor on the original baseline, and each patient's expected events."""
+    expected = np.interp(months, MONTH_GRID, original) * np.exp(log_hazard)
+    return float(np.sum(event) / max(expected.sum(), 1e-300)), expected
+
+
 def _rebased(
-    original: BreslowInference, design, event, months, coef, covariance
+    original: BreslowInference, design, event, months, coef, covariance, proportional: bool
 ) -> BreslowInference:
-    """A component with new coefficients and a local baseline (carried on past the tail)."""
+    """A component with new coefficients and a local baseline.
+
+    Proportional: the original baseline times the factor its local events estimate (with the
+    new linear predictor as offset), whose relative variance is one over the local events;
+    ``dH0/dbeta = -H0(t) x_E``, with ``x_E`` the expected-events-weighted mean of the local
+    designs. Otherwise the local Breslow estimate, carried on past the tail.
+    """
+    coef = np.asarray(coef, dtype=float)
+    if proportional:
+        factor, expected = _level(original.cumulative_hazard, design @ coef, event, months)
+        weighted_mean = expected @ design / max(expected.sum(), 1e-300)
+        cumulative = factor * original.cumulative_hazard
+        return BreslowInference(
+            coef=coef,
+            covariance=covariance,
+            grid=MONTH_GRID,
+            cumulative_hazard=cumulative,
+            hazard_variance=cumulative**2 / max(np.sum(event), 1)
+            + factor**2 * original.hazard_variance,
+            hazard_mean=cumulative[:, None] * weighted_mean[None, :],
+        )
     local = fit_breslow_inference(design, event, months, coef, MONTH_GRID)
     cumulative, variance, mean = _carried_on(local, original, tail_start(months))
     return BreslowInference(
-        coef=np.asarray(coef, dtype=float),
+        coef=coef,
         covariance=covariance,
         grid=MONTH_GRID,
         cumulative_hazard=cumulative,
@@ -119,8 +146,10 @@ def _updated_coefficients(coef, covariance, log_hazard, design, event, months, d
     return new, covariance, float(theta[0])
 
 
-def _local_baseline(original: np.ndarray, log_hazard, event, months) -> np.ndarray:
-    """Breslow baseline at log hazard 0 on the grid, with `log_hazard` as offset."""
+def _local_baseline(original: np.ndarray, log_hazard, event, months, proportional) -> np.ndarray:
+    """Baseline at log hazard 0 on the grid, with `log_hazard` as offset (see :func:`_rebased`)."""
+    if proportional:
+        return _level(original, log_hazard, event, months)[0] * np.asarray(original)
     column = np.asarray(log_hazard, dtype=float)[:, None]
     local = fit_breslow_inference(column, event, months, np.ones(1), MONTH_GRID)
     shape = dataclasses.replace(local, cumulative_hazard=np.asarray(original, dtype=float))
@@ -135,8 +164,9 @@ def _linear_curve(full: CurveModel, design, event, months, decision, mask) -> Cu
     )
     intercept = slope * full.intercept
     baseline = _local_baseline(
-        full.baseline_cumulative_hazard, design @ coef + intercept, event, months
-    )
+        full.baseline_cumulative_hazard, design @ coef + intercept, event, months,
+        decision.baseline == "proportional",
+    )  # fmt: skip
     return CurveModel(full.estimator, baseline, coef, intercept)
 
 
@@ -148,6 +178,7 @@ def _update_linear(model, decision, design, cohort, endpoint, seed) -> EndpointM
     targets = component_targets(cohort)[endpoint]
     if decision.method == 4:
         return _refit_linear(model, design, composite, targets, seed)
+    proportional = decision.baseline == "proportional"
     components = []
     for component, target in zip(model.components, targets, strict=True):
         event, months = target["event"], target["months"]
@@ -158,7 +189,9 @@ def _update_linear(model, decision, design, cohort, endpoint, seed) -> EndpointM
             component.coef, component.covariance, matrix @ component.coef, matrix, event,
             months, decision, mask,
         )  # fmt: skip
-        components.append(_rebased(component, matrix, event, months, coef, covariance))
+        components.append(
+            _rebased(component, matrix, event, months, coef, covariance, proportional)
+        )
     full = _linear_curve(
         model.full, matrix, composite["event"], composite["months"], decision, mask
     )
@@ -214,13 +247,13 @@ def scaled_booster_estimator(estimator, factor: float):
     return scaled
 
 
-def _boosted_curve(curve: CurveModel, slope: float, design, event, months) -> CurveModel:
+def _boosted_curve(curve: CurveModel, slope: float, design, event, months, proportional):
     estimator = (
         curve.estimator if slope == 1.0 else scaled_booster_estimator(curve.estimator, slope)
     )
     scaled = CurveModel(estimator, curve.baseline_cumulative_hazard)
     baseline = _local_baseline(
-        curve.baseline_cumulative_hazard, scaled.log_hazard(design), event, months
+        curve.baseline_cumulative_hazard, scaled.log_hazard(design), event, months, proportional
     )
     return CurveModel(estimator, baseline)
 
@@ -232,8 +265,9 @@ def _update_boosted(model, decision, design, cohort, endpoint) -> EndpointModel:
     slope = 1.0
     if decision.method >= 2:
         slope = _slope(model.full.log_hazard(matrix), event, months)[0]
-    full = _boosted_curve(model.full, slope, matrix, event, months)
-    members = [_boosted_curve(m, slope, matrix, event, months) for m in model.members]
+    proportional = decision.baseline == "proportional"
+    full = _boosted_curve(model.full, slope, matrix, event, months, proportional)
+    members = [_boosted_curve(m, slope, matrix, event, months, proportional) for m in model.members]
     quantiles = risk_quantiles(full.log_hazard(matrix))
     return EndpointModel(model.name, full, members, quantiles, [])
 

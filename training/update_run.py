@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from model.bundle import ModelBundle
@@ -61,7 +62,9 @@ def load_base(tag: str | None) -> tuple[str, ModelBundle]:
         stored = registry.get_model(base_tag)
         return str(stored.tag), registry.load_bundle(str(stored.tag))
     except RegistryError as error:
-        raise UpdateInputError(f"cannot update from {tag!r}: {error}") from None
+        raise UpdateInputError(
+            f"cannot update from {tag!r}: {error}. `netprog models` lists the registered tags"
+        ) from None
 
 
 def check_local(cohort: pd.DataFrame, bundle: ModelBundle) -> None:
@@ -96,9 +99,13 @@ def choose_methods(bundle: ModelBundle, cohort: pd.DataFrame) -> dict[str, dict[
                 Component(matrix @ c.coef, t["event"], t["months"])
                 for c, t in zip(model.components, targets[endpoint], strict=linear)
             ]
+            survival = model.survival(matrix)
+            split = float(np.median(target["months"][target["event"]]))
             decisions[endpoint][name] = choose_method(
                 log_hazard=model.full.log_hazard(matrix),
-                expected=expected_events(model.survival(matrix), target["months"]),
+                expected=expected_events(survival, target["months"]),
+                expected_early=expected_events(survival, np.minimum(target["months"], split)),
+                split=split,
                 event=target["event"],
                 months=target["months"],
                 design=matrix if linear else None,

@@ -51,6 +51,7 @@ from model.cox_inference import cox_log_likelihood, fit_cox_coefficients
 __all__ = [
     "ALPHA",
     "Component",
+    "baseline_shape_test",
     "METHODS",
     "MIN_TERM_PATIENTS",
     "Decision",
@@ -84,6 +85,10 @@ class Decision:
     method: int
     tests: list[dict] = field(default_factory=list)
     revised: tuple[str, ...] = ()
+    baseline: str = "proportional"
+    """How methods 1-3 re-estimate the baseline hazard: "proportional" (the original's shape,
+    its level from the local events) or "breslow" (the local Breslow estimate), chosen by
+    :func:`baseline_shape_test`."""
 
     @property
     def description(self) -> str:
@@ -94,6 +99,7 @@ class Decision:
             "method": self.method,
             "description": self.description,
             "revised_terms": list(self.revised),
+            "baseline": self.baseline if self.method in (1, 2, 3) else None,
             "tests": self.tests,
         }
 
@@ -185,6 +191,31 @@ def recalibration_test(events, expected, log_hazard) -> tuple[int, list[dict], f
         return 0, tests, ratio
     tests.append(_test("level and slope vs level", 2 * (both - level_only), 1, "slope"))
     return (2 if tests[1]["rejected"] else 1), tests, ratio
+
+
+def baseline_shape_test(events, months, expected, expected_early, split: float) -> dict:
+    """Whether the local baseline hazard differs in shape, not only in level, from the original.
+
+    Poisson likelihood ratio (1 df) of one level before `split` and another after it against a
+    single level: a local follow-up schedule or case definition can change the shape. When
+    it does not reject, the baseline keeps the original's shape with the local level (one
+    parameter, every local event informing it), which on 100-patient centres had a median ICI
+    at 24 months 25-30 % below the local Breslow estimate's (bench/updating.py, first look).
+    """
+    events = np.asarray(events, dtype=bool)
+    early = events & (np.asarray(months, dtype=float) <= split)
+    observed = np.array([early.sum(), (events & ~early).sum()], dtype=float)
+    predicted = np.array(
+        [np.sum(expected_early), np.sum(np.asarray(expected) - np.asarray(expected_early))]
+    )
+    predicted = np.maximum(predicted, 1e-12)
+    pooled = observed.sum() / predicted.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(observed > 0, observed * np.log(observed / (predicted * pooled)), 0.0)
+    statistic = 2.0 * float(terms.sum() - (observed.sum() - pooled * predicted.sum()))
+    test = _test("baseline shape: two periods vs one level", statistic, 1, "local Breslow")
+    test["split_month"] = round(float(split), 2)
+    return test
 
 
 def testable_columns(design: np.ndarray) -> np.ndarray:
@@ -316,6 +347,17 @@ def _refit_statistic(log_hazard, design, event, months, revised) -> tuple[float,
     return 2 * (full_value - restricted_value), max(int(testable.sum()) - basis.shape[1], 1)
 
 
+def _refit_test(components, design, disagrees) -> dict:
+    """The refit against the revision, likelihood ratios summed over the components."""
+    statistic, df = 0.0, 0
+    for component in components:
+        value, degrees = _refit_statistic(
+            component.log_hazard, design, component.event, component.months, disagrees
+        )
+        statistic, df = statistic + value, df + degrees
+    return _test("full refit vs revision", statistic, df, "refit")
+
+
 @dataclass
 class Component:
     """One Cox component's local data for the revision step (its own linear predictor)."""
@@ -352,6 +394,8 @@ def choose_method(
     components: list[Component] | None = None,
     names: tuple[str, ...] = (),
     max_method: int = 4,
+    expected_early: np.ndarray | None = None,
+    split: float | None = None,
 ) -> Decision:
     """The updating method the local patients justify for one family of one endpoint.
 
@@ -371,26 +415,27 @@ def choose_method(
         proportional-hazards model holds; by default the endpoint itself.
     max_method : int
         The highest method the family supports.
+    expected_early, split : optional
+        Expected events up to ``min(t_i, split)``: with them, a re-estimated baseline keeps the
+        original's shape unless :func:`baseline_shape_test` rejects it.
     """
     event = np.asarray(event, dtype=bool)
     months = np.asarray(months, dtype=float)
     method, tests, ratio = recalibration_test(event, expected, log_hazard)
     tests[0]["observed_over_expected"] = round(ratio, 4)
+    baseline = "proportional"
+    if method >= 1 and expected_early is not None and split is not None:
+        tests.append(baseline_shape_test(event, months, expected, expected_early, split))
+        baseline = "breslow" if tests[-1]["rejected"] else "proportional"
     if design is None or max_method < 3:
-        return Decision(min(method, max_method), tests)
+        return Decision(min(method, max_method), tests, baseline=baseline)
     components = components or [Component(np.asarray(log_hazard, dtype=float), event, months)]
     disagrees, tests = _revision(method, components, design, names, tests)
     if not disagrees.any():
-        return Decision(method, tests)
+        return Decision(method, tests, baseline=baseline)
     revised = tuple(n for n, d in zip(names, disagrees, strict=True) if d)
-    statistic, df = 0.0, 0
-    for component in components:
-        value, degrees = _refit_statistic(
-            component.log_hazard, design, component.event, component.months, disagrees
-        )
-        statistic, df = statistic + value, df + degrees
-    refit = _test("full refit vs revision", statistic, df, "refit")
+    refit = _refit_test(components, design, disagrees)
     tests.append(refit)
     if refit["rejected"] and max_method >= 4:
         return Decision(4, tests, revised)
-    return Decision(3, tests, revised)
+    return Decision(3, tests, revised, baseline)

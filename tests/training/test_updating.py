@@ -268,3 +268,39 @@ def test_an_updated_bundle_serves_a_prognosis_with_intervals_and_explanations():
         assert median["value"] < before[endpoint]["median_months"]["value"]
         assert len(after[endpoint]["modalities"]) == 3
         assert after[endpoint]["explanation"]
+
+
+def test_the_baseline_shape_test_rejects_a_local_hazard_that_doubles_only_late():
+    from training.updating import baseline_shape_test
+
+    rng = np.random.default_rng(9)
+    unit, censor, split = rng.exponential(size=800), rng.uniform(0.1, 40, 800), 20.0
+    same = unit / 0.02
+    doubled_late = np.where(unit < 0.4, unit / 0.02, split + (unit - 0.4) / 0.04)
+
+    def observed(latent):
+        months = np.minimum(latent, censor)
+        return latent <= censor, months, 0.02 * months, 0.02 * np.minimum(months, split)
+
+    kept = baseline_shape_test(*observed(same), split)
+    changed = baseline_shape_test(*observed(doubled_late), split)
+
+    assert kept["p_value"] > ALPHA
+    assert changed["p_value"] < 1e-3
+    assert changed["split_month"] == 20.0
+
+
+def test_a_proportional_baseline_update_keeps_the_original_shape():
+    bundle = reference_bundle()
+    local = validate_cohort(simulate_centre(200, 1, centre_spec(hazard_multiplier=2.0)))
+
+    updated, decisions = update_bundle(bundle, local, cohort_label="synthetic")
+
+    decision = decisions["os"]["coxnet"]
+    assert decision.baseline == "proportional"
+    (before,), (after,) = (
+        m["coxnet"].components for m in (bundle.models["os"], updated.models["os"])
+    )
+    ratio = after.cumulative_hazard[1:] / before.cumulative_hazard[1:]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
+    assert 1.5 < ratio[0] < 2.6
