@@ -15,8 +15,12 @@ from training import evaluate
 from training.holdout import patient_hashes
 from training.model_card import ELIGIBILITY, OUTCOME_DEFINITIONS, predictors_table
 
-__all__ = ["build_update_card", "extras_writer", "render_update_markdown"]
+__all__ = ["LOCAL_ROWS_FILE", "build_update_card", "extras_writer", "render_update_markdown"]
 
+LOCAL_ROWS_FILE = "local_rows.parquet"
+"""The local patients an update was estimated on, kept in the training-side store (never in the
+model's folder) so that a gate can re-run the update on bootstrap resamples of them
+(:func:`training.update_run.update_bundle`) for optimism-corrected validation."""
 UPDATE_LIMITATION = (
     "Updated, not retrained: the coefficients left unrevised, the modality-support model and "
     "the explanation background are the original training cohort's; only the parts the "
@@ -100,8 +104,9 @@ def render_update_markdown(card: dict) -> str:
 def extras_writer(bundle: ModelBundle, cohort: pd.DataFrame, held_out: pd.DataFrame):
     """What `registry.save_bundle` writes beside an updated bundle once its tag is known.
 
-    The card (JSON and Markdown) into the model's folder; the local patients' keyed ids and any
-    held-out rows into the training-side store, never the model's folder.
+    The card (JSON and Markdown) into the model's folder; the local patients' keyed ids, their
+    rows (:data:`LOCAL_ROWS_FILE`) and any held-out rows into the training-side store, never the
+    model's folder.
     """
 
     def write_extras(tag: str, folder: Path) -> None:
@@ -114,7 +119,8 @@ def extras_writer(bundle: ModelBundle, cohort: pd.DataFrame, held_out: pd.DataFr
         writers = {
             registry.TRAINING_IDS_FILE: lambda path: path.write_text(
                 json.dumps(ids), encoding="utf-8"
-            )
+            ),
+            LOCAL_ROWS_FILE: lambda path: cohort.to_parquet(path, index=False),
         }
         if not held_out.empty:
             writers[registry.HOLDOUT_FILE] = lambda path: held_out.to_parquet(path, index=False)

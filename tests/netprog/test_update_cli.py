@@ -6,15 +6,17 @@ import json
 import logging
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from netprog.cli import main
-from store import registry
+from store import registry, training_store
 from tests.training.store import store_restored_afterwards
 from tests.training.updating_reference import reference_bundle
 from training.synthetic import write_cohort
 from training.synthetic_centre import centre_spec, simulate_centre
+from training.update_card import LOCAL_ROWS_FILE
 
 
 @pytest.fixture
@@ -56,6 +58,10 @@ def test_update_registers_a_candidate_whose_card_records_the_path_and_the_local_
     bundle = registry.load_bundle(new)
     assert bundle.metadata["n_patients"] == 150
     assert registry.training_patients(new) is not None
+    stored = registry.get_model(new)
+    rows = training_store.verified_file(new, Path(stored.path), LOCAL_ROWS_FILE)
+    assert len(pd.read_parquet(rows)) == 150
+    assert not Path(stored.path_of(LOCAL_ROWS_FILE)).exists()
     logged = result.output + caplog.text
     assert not any(patient_id in logged for patient_id in local["patient_id"])
     assert f"{local['age_years'].iloc[0]} years" not in logged
