@@ -132,6 +132,8 @@ def fit_cox_coefficients(X, event, time, *, ridge=0.0, offset=None, max_iter=100
     value, gradient = objective(coef)
     for _ in range(max_iter):
         information = _information(X, event, time, coef, offset) + np.diag(ridge)
+        if not np.isfinite(information).all():
+            break
         step = np.linalg.lstsq(information, gradient, rcond=None)[0]
         for _ in range(30):
             candidate = coef + step
@@ -139,6 +141,10 @@ def fit_cox_coefficients(X, event, time, *, ridge=0.0, offset=None, max_iter=100
             if new_value >= value - 1e-12:
                 break
             step = step / 2.0
+        if not np.isfinite(new_value):
+            # A separated column drives its coefficient off to infinity faster than a small
+            # ridge holds it: keep the last finite iterate.
+            break
         converged = abs(new_value - value) < tol * (1.0 + abs(value))
         coef, value, gradient = candidate, new_value, new_gradient
         if converged:

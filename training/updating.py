@@ -75,7 +75,8 @@ MIN_TERM_PATIENTS = 10
 differ from its most common value: fewer make the score test's normal approximation poor."""
 PENALTIES = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)
 """Candidate ridge penalties on the revised terms' departures from their original values."""
-_REFIT_RIDGE = 1e-3
+_REFIT_RIDGE = 0.01
+"""The relaxed fits' ridge (:data:`model.estimators.RELAXED_RIDGE`): finite under separation."""
 
 
 @dataclass
@@ -348,14 +349,18 @@ def _refit_statistic(log_hazard, design, event, months, revised) -> tuple[float,
 
 
 def _refit_test(components, design, disagrees) -> dict:
-    """The refit against the revision, likelihood ratios summed over the components."""
+    """The refit against the revision, likelihood ratios summed over the components.
+
+    A component with fewer than :data:`MIN_TERM_PATIENTS` events cannot support a refit of
+    every term and is left out of the statistic.
+    """
     statistic, df = 0.0, 0
-    for component in components:
+    for component in (c for c in components if c.event.sum() >= MIN_TERM_PATIENTS):
         value, degrees = _refit_statistic(
             component.log_hazard, design, component.event, component.months, disagrees
         )
         statistic, df = statistic + value, df + degrees
-    return _test("full refit vs revision", statistic, df, "refit")
+    return _test("full refit vs revision", statistic, max(df, 1), "refit")
 
 
 @dataclass
