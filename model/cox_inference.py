@@ -141,9 +141,7 @@ def fit_cox_coefficients(X, event, time, *, ridge=0.0, offset=None, max_iter=100
             if new_value >= value - 1e-12:
                 break
             step = step / 2.0
-        if not np.isfinite(new_value):
-            # A separated column drives its coefficient off to infinity faster than a small
-            # ridge holds it: keep the last finite iterate.
+        if not np.isfinite(new_value):  # separation outran the ridge: keep the last finite one
             break
         converged = abs(new_value - value) < tol * (1.0 + abs(value))
         coef, value, gradient = candidate, new_value, new_gradient

@@ -26,7 +26,7 @@ from store import registry
 from training.cohorts import canonical_order, check_label, split_holdout
 from training.exceptions import RegistryError, UpdateInputError
 from training.fit import component_targets, data_fingerprint, survival_target
-from training.update_apply import update_family
+from training.update_imputed import completed_copies, is_incomplete, pooled_update
 from training.updating import METHODS, Component, Decision, choose_method, expected_events
 from training.validate import validate_cohort
 
@@ -121,20 +121,18 @@ def update_bundle(
 ) -> tuple[ModelBundle, dict[str, dict[str, Decision]]]:
     """`bundle` updated to the validated local `cohort`; the decisions per endpoint and family.
 
-    Nothing is registered: :func:`update` does that. The propensity model, support counts,
+    A cohort with missing predictors is imputed as training imputes it and the update pooled
+    over the imputations (:mod:`training.update_imputed`). Nothing is registered:
+    :func:`update` does that. The propensity model, support counts,
     explanation background and similar-patient tables stay those of the original training
     cohort, which the coefficients still rest on.
     """
     check_local(cohort, bundle)
-    decisions = choose_methods(bundle, cohort)
-    design = encode(cohort)
-    models = {
-        endpoint: {
-            name: update_family(model, decisions[endpoint][name], design, cohort, endpoint, seed)
-            for name, model in bundle.models[endpoint].items()
-        }
-        for endpoint in ENDPOINTS
-    }
+    copies, missing = [cohort], None
+    if is_incomplete(cohort):
+        copies, missing = completed_copies(cohort, seed)
+    decisions = choose_methods(bundle, copies[0])
+    models = pooled_update(bundle, copies, decisions, seed)
     metadata = {
         **bundle.metadata,
         "trained_on": cohort_label,
@@ -145,6 +143,13 @@ def update_bundle(
         "n_events": {e: int(cohort[f"{e}_event"].sum()) for e in ENDPOINTS},
         "updating": _updating_record(bundle, decisions, cohort),
     }
+    if missing is not None:
+        metadata["missing_data"] = missing
+        metadata["updating"]["imputation"] = (
+            f"{missing['n_incomplete']} of {len(cohort)} local patients lacked a predictor: "
+            f"the method was chosen on the first of {len(copies)} imputations (MICE) and "
+            "applied to each, the Cox components pooled by Rubin's rules"
+        )
     return dataclasses.replace(bundle, models=models, metadata=metadata), decisions
 
 

@@ -304,3 +304,26 @@ def test_a_proportional_baseline_update_keeps_the_original_shape():
     ratio = after.cumulative_hazard[1:] / before.cumulative_hazard[1:]
     np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
     assert 1.5 < ratio[0] < 2.6
+
+
+def test_a_local_cohort_with_missing_predictors_is_imputed_and_the_update_pooled():
+    bundle = reference_bundle()
+    local = simulate_centre(200, 1, centre_spec(hazard_multiplier=2.0))
+    rng = np.random.default_rng(0)
+    local.loc[rng.random(200) < 0.2, "tumor_burden_percent"] = np.nan
+    local["somatostatin_analog"] = local["somatostatin_analog"].astype(object)
+    local.loc[rng.random(200) < 0.1, "somatostatin_analog"] = None
+    local = validate_cohort(local)
+
+    updated, decisions = update_bundle(bundle, local, cohort_label="synthetic")
+
+    record = updated.metadata["missing_data"]
+    assert record["n_incomplete"] == int(
+        local[["tumor_burden_percent", "somatostatin_analog"]].isna().any(axis=1).sum()
+    )
+    assert "Rubin" in updated.metadata["updating"]["imputation"]
+    assert decisions["os"]["coxnet"].method in (1, 2)
+    for endpoint in ENDPOINTS:
+        for component in updated.models[endpoint]["coxnet"].components:
+            assert np.isfinite(component.cumulative_hazard).all()
+            assert np.isfinite(component.covariance).all()
