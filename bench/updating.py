@@ -213,6 +213,19 @@ def summarise(frame: pd.DataFrame, cli_seconds: float | None) -> dict:
     return figures
 
 
+def _median(part: pd.DataFrame, column: str) -> str:
+    values = part[column].dropna() if column in part else part.iloc[:0, :1]
+    return f"{values.median():.3f}" if len(values) else "–"
+
+
+def _g2(part: pd.DataFrame, endpoint: str) -> str:
+    column = f"g2_{endpoint}_updated"
+    if column not in part or part[column].isna().all():
+        return "–"
+    original = part[f"g2_{endpoint}_original"].astype(float).mean()
+    return f"{part[column].astype(float).mean():.0%} (unupdated {original:.0%})"
+
+
 def _cell_rows(frame: pd.DataFrame) -> list[list[object]]:
     rows = []
     for cell, (_, n) in CELLS.items():
@@ -220,23 +233,13 @@ def _cell_rows(frame: pd.DataFrame) -> list[list[object]]:
         if part.empty:
             continue
         for e in ENDPOINTS:
-            refit = f"{part[f'c_{e}_refit'].median():.3f}" if f"c_{e}_refit" in part else "–"
-            updated_c = (
-                f"{part[f'c_{e}_updated'].median():.3f}" if f"c_{e}_updated" in part else "–"
-            )
-            g2 = "–"
-            if f"g2_{e}_updated" in part:
-                g2 = (
-                    f"{part[f'g2_{e}_updated'].mean():.0%} "
-                    f"(unupdated {part[f'g2_{e}_original'].mean():.0%})"
-                )
             rows.append(
                 [
                     cell, n, len(part), e.upper(), _paths(part, f"path_{e}"),
                     _paths(part, f"path_{e}_xgboost"),
                     f"{part[f'ici_{e}_original'].median():.4f}",
                     f"{part[f'ici_{e}_updated'].median():.4f}",
-                    updated_c, refit, g2,
+                    _median(part, f"c_{e}_updated"), _median(part, f"c_{e}_refit"), _g2(part, e),
                 ]
             )  # fmt: skip
     return rows
