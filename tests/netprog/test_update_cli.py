@@ -123,3 +123,21 @@ def test_netprog_offers_update():
     result = CliRunner().invoke(main, ["--help"])
 
     assert "  update" in result.output
+
+
+def test_update_with_promote_goes_through_the_gate_and_a_refusal_leaves_production(
+    production, tmp_path: Path
+):
+    path = write_cohort(
+        simulate_centre(150, 9, centre_spec(hazard_multiplier=2.0)), tmp_path / "local.csv"
+    )
+    before = _tags()
+
+    result = _run("--data", str(path), "--label", "synthetic", "--promote")
+
+    # Neither model keeps held-out patients here, so the gate has nothing to judge on.
+    assert result.exit_code == 3
+    assert "refused by the promotion gate" in result.output
+    (new,) = _tags() - before
+    assert registry.production_tag() == production
+    assert new != production
