@@ -28,7 +28,16 @@ RESULTS_NOTE = (
     "section's figures are also in `<section>.json` beside this file, and every bar "
     "is defined once, in `bench.common.TARGETS`."
 )
-SECTIONS = ("quality", "training", "serving", "prognosis", "coverage", "missing", "versus")
+SECTIONS = (
+    "quality",
+    "training",
+    "serving",
+    "prognosis",
+    "coverage",
+    "missing",
+    "versus",
+    "updating",
+)
 """The benchmarks in the order `bench.run` runs them and RESULTS.md shows their sections."""
 SECTION_TITLES = {
     "quality": "Quality",
@@ -38,6 +47,7 @@ SECTION_TITLES = {
     "coverage": "Coverage of the 95 % intervals",
     "missing": "Missing data (multiple imputation)",
     "versus": "Latency against an earlier commit",
+    "updating": "Model updating",
 }
 TARGETS_SECTION = "targets"
 
@@ -193,6 +203,68 @@ TARGETS: dict[str, Target] = {
         1.5,
         "x",
         digits=2,
+    ),
+    "updating_ici_ratio": Target(
+        "updating",
+        "baseline hazard x 1.5, 100 local patients: median ICI at 24 months of the updated "
+        "model over the unupdated model's (the larger of HPFS and OS)",
+        0.5,
+        "x",
+        digits=3,
+    ),
+    "updating_c_vs_refit": Target(
+        "updating",
+        "baseline hazard x 1.5, 100 local patients: median Harrell C of the updated model minus "
+        "that of a full refit on the local patients (the smaller of HPFS and OS)",
+        0.0,
+        at_most=False,
+        digits=3,
+    ),
+    "updating_equal_kept": Target(
+        "updating",
+        "centre equal to the reference, 100 local patients: share of replicates keeping the "
+        "model or updating the baseline only (the smaller of HPFS and OS)",
+        0.9,
+        at_most=False,
+        digits=3,
+    ),
+    "updating_equal_ici_excess": Target(
+        "updating",
+        "centre equal to the reference: median ICI updated minus unupdated (the larger)",
+        0.01,
+        digits=4,
+    ),
+    "updating_revised_hpfs": Target(
+        "updating",
+        "SIRT-in-G2 effect reversed, 300 local patients: share choosing revision or refit, HPFS",
+        0.7,
+        at_most=False,
+        digits=3,
+    ),
+    "updating_revised_os": Target(
+        "updating",
+        "SIRT-in-G2 effect reversed, 300 local patients: share choosing revision or refit, OS",
+        0.7,
+        at_most=False,
+        digits=3,
+    ),
+    "updating_g2_direction_hpfs": Target(
+        "updating",
+        "SIRT-in-G2 reversed: updated SIRT-vs-TACE comparison for a G2 patient has the true "
+        "sign, HPFS (share of replicates)",
+        0.7,
+        at_most=False,
+        digits=3,
+    ),
+    "updating_g2_direction_os": Target(
+        "updating",
+        "SIRT-in-G2 reversed: the same for OS",
+        0.7,
+        at_most=False,
+        digits=3,
+    ),
+    "updating_cli_s": Target(
+        "updating", "`netprog update` on 100 patients, fresh process, wall", 60.0, "s"
     ),
     "missing_c_gap_complete": Target(
         "missing",
