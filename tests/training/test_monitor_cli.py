@@ -64,12 +64,16 @@ def test_a_stream_followed_as_predicted_is_stable_with_exit_0_and_a_self_contain
     assert summary["drift"]["false_alarm_rate"] == 0.05
     assert len(summary["drift"]["charts"]) == 4
     assert all("path" not in chart for chart in summary["drift"]["charts"])
-    assert summary["overall"]["os"]["at_12"]["oe_lower"] < 1 < summary["overall"]["os"]["at_12"][
-        "oe_upper"
-    ]
+    assert (
+        summary["overall"]["os"]["at_12"]["oe_lower"]
+        < 1
+        < summary["overall"]["os"]["at_12"]["oe_upper"]
+    )
     page = (tmp_path / "out" / "monitor.html").read_text()
     assert page.count("data:image/png;base64,") == 5
-    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "http://" not in page
+    assert "https://" not in page
+    assert "<script" not in page
     text = json.dumps(summary) + page
     assert not any(pid in text for pid in cohort["patient_id"])
 

@@ -25,7 +25,10 @@ def _stream(seed: int, hazard_ratio: float, n_after: int = 200) -> tuple[pd.Data
     """Exponential outcomes whose predicted hazard is right until patient 400, then × ratio."""
     rng = np.random.default_rng(seed)
     n = N_BEFORE + n_after
-    rate = {"hpfs": 0.06 * np.exp(rng.normal(0, 0.5, n)), "os": 0.02 * np.exp(rng.normal(0, 0.5, n))}
+    rate = {
+        "hpfs": 0.06 * np.exp(rng.normal(0, 0.5, n)),
+        "os": 0.02 * np.exp(rng.normal(0, 0.5, n)),
+    }
     truth = np.where(np.arange(n) >= N_BEFORE, hazard_ratio, 1.0)
     dates = pd.Timestamp("2030-01-01") + pd.to_timedelta(np.arange(n) * 2, unit="D")
     cut = dates[-1] + pd.Timedelta(days=365)
@@ -69,9 +72,7 @@ def test_a_hazard_raised_by_half_from_a_date_is_flagged_as_worse_after_that_date
 
 
 def test_the_stated_false_alarm_rate_holds_on_streams_drawn_from_the_model():
-    flagged = [
-        drift_check(*_null(seed), n_streams=300, seed=seed)["flagged"] for seed in range(40)
-    ]
+    flagged = [drift_check(*_null(seed), n_streams=300, seed=seed)["flagged"] for seed in range(40)]
     # 40 streams at a 5 % rate: 2 expected; 6 or more has probability below 1 %.
     assert sum(flagged) <= 5
 
