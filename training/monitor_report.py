@@ -149,7 +149,7 @@ def _drift_rows(drift: Mapping[str, Any]) -> list[list[Any]]:
             _number(chart["largest"]),
             "DRIFT" if chart["flagged"] else "stable",
             chart["flagged_at_patient"] or "–",
-            chart["flagged_at_date"] or "–",
+            chart["flagged_in_month"] or "–",
         ]
         for chart in drift["charts"]
     ]
@@ -192,7 +192,7 @@ def _page(summary: Mapping[str, Any]) -> str:
         f"calibrated model crosses it with probability {drift['false_alarm_rate']:.0%} per run "
         f"({drift['null_streams']} simulated streams).</p>"
         + _table(
-            ["endpoint", "direction", "largest CUSUM", "status", "at patient", "treated"],
+            ["endpoint", "direction", "largest CUSUM", "status", "at patient", "treated in"],
             _drift_rows(drift),
         )
         + _cusum_plot(drift)

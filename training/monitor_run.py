@@ -150,14 +150,15 @@ def drift_check(
         for direction, path in cusum_paths(observed, expected).items():
             charts.append({"endpoint": endpoint, "direction": direction, "path": path})
     limit = simulated_control_limit(potential, false_alarm, n_streams, seed)
-    dates = rows["_date"].dt.date.astype(str).to_numpy()
+    # The month, not the day: a day would be one identifiable patient's treatment date.
+    months = rows["_date"].dt.strftime("%Y-%m").to_numpy()
     for chart in charts:
         first = crossing(chart["path"], limit)
         chart.update(
             largest=float(chart["path"].max()),
             flagged=first is not None,
             flagged_at_patient=None if first is None else first + 1,
-            flagged_at_date=None if first is None else dates[first],
+            flagged_in_month=None if first is None else months[first],
         )
     return {
         "flagged": any(chart["flagged"] for chart in charts),

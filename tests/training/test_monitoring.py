@@ -67,6 +67,8 @@ def test_a_hazard_raised_by_half_from_a_date_is_flagged_as_worse_after_that_date
     worse = [c for c in drift["charts"] if c["direction"] == "up" and c["flagged"]]
     assert worse
     assert all(c["flagged_at_patient"] > N_BEFORE for c in worse)
+    # Patients 401-600 were treated every other day from 2032-03-11 (month, never the day).
+    assert all("2032-03" <= c["flagged_in_month"] <= "2033-03" for c in worse)
     assert drift["false_alarm_rate"] == 0.05
     assert 3.0 < drift["control_limit"] < 15.0
 
