@@ -18,6 +18,7 @@ __all__ = [
     "SourceUnavailableError",
     "StoreError",
     "TrainingError",
+    "UpdateInputError",
 ]
 
 
@@ -70,3 +71,7 @@ class ParallelBackendError(TrainingError):
 
 class CohortLabelError(TrainingError):
     """A cohort was not declared synthetic or real, or its declaration contradicts the data."""
+
+
+class UpdateInputError(TrainingError):
+    """A local cohort or base model cannot support model updating; nothing was registered."""
