@@ -19,10 +19,10 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from model.predictor import Predictor
 from model.schema import Patient
 from serving.audit import AuditEntry, AuditLog, caller_id
 from serving.exceptions import AuditWriteError
+from serving.hot_swap import ServedModel
 from serving.security import CALLER_STATE_KEY
 
 __all__ = [
@@ -55,22 +55,26 @@ def caller_of(request: Request) -> str:
 
 
 class PrognosisService:
-    """Predicts, audits and answers for one served model.
+    """Predicts, audits and answers with the served model.
 
     Parameters
     ----------
-    model_tag : str
-        The served model's tag, recorded with every prediction.
-    predictor : Predictor
-        The served model.
+    model : ServedModel
+        The served model (tag, predictor, card). A hot switch (`serving.hot_swap`) replaces
+        it by one assignment; each call takes it once, so its prediction, its answer's
+        `model` block and its audit record always name the same model.
     audit : AuditLog
         Where every prediction and every piece of feedback is recorded before it is answered.
     """
 
-    def __init__(self, model_tag: str, predictor: Predictor, audit: AuditLog) -> None:
-        self.model_tag = model_tag
-        self.predictor = predictor
+    def __init__(self, model: ServedModel, audit: AuditLog) -> None:
+        self.model = model
         self.audit = audit
+
+    @property
+    def model_tag(self) -> str:
+        """The tag of the model in service now."""
+        return self.model.tag
 
     def prognosis(
         self,
@@ -95,18 +99,20 @@ class PrognosisService:
         AuditWriteError
             The audit record could not be written; the prediction is refused (503).
         """
-        result = self.predictor.prognosis(
+        model = self.model
+        result = model.predictor.prognosis(
             patient, months_since_treatment, contributions_over_time=contributions_over_time
         )
         payload = audit_payload(patient, months_since_treatment)
-        [answer] = self._audited(caller, route, [payload], [{**result, **(extra or {})}])
+        [answer] = self._audited(model.tag, caller, route, [payload], [{**result, **(extra or {})}])
         return answer
 
     def prognoses(self, patients: Sequence[Patient], *, caller: str, route: str) -> list[dict]:
         """The audited prognoses of several patients, in their order (raises as `prognosis`)."""
-        results = self.predictor.batch(list(patients))
+        model = self.model
+        results = model.predictor.batch(list(patients))
         payloads = [audit_payload(patient) for patient in patients]
-        return self._audited(caller, route, payloads, results)
+        return self._audited(model.tag, caller, route, payloads, results)
 
     def record_feedback(
         self, entries: Sequence[Mapping[str, Any]], *, caller: str, route: str
@@ -139,7 +145,12 @@ class PrognosisService:
         self._append(records, "feedback")
 
     def _audited(
-        self, caller: str, route: str, payloads: Sequence[dict], results: Sequence[dict]
+        self,
+        model_tag: str,
+        caller: str,
+        route: str,
+        payloads: Sequence[dict],
+        results: Sequence[dict],
     ) -> list[dict]:
         answers, entries = [], []
         for payload, result in zip(payloads, results, strict=True):
@@ -149,7 +160,7 @@ class PrognosisService:
                 AuditEntry(
                     prediction_id=prediction_id,
                     route=route,
-                    model_tag=self.model_tag,
+                    model_tag=model_tag,
                     caller=caller,
                     input_hmac=self.audit.input_digest(payload),
                 )

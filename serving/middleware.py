@@ -1,17 +1,36 @@
-"""ASGI middleware of the service: a request timeout that frees its timer, JSON routing errors."""
+"""ASGI middleware of the service: a request timeout that frees its timer, JSON routing errors,
+traffic metrics labelled by route template, and no debug answers whatever the log level."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic_core import to_json
 from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from store.bentoml_compat import TimeoutMiddleware, install_timeout_middleware
+from store.bentoml_compat import (
+    TimeoutMiddleware,
+    TrafficMetricsMiddleware,
+    install_app_hook,
+    install_timeout_middleware,
+    install_traffic_metrics_middleware,
+)
 
-__all__ = ["JsonRoutingErrors", "RequestTimeout", "install_request_timeout"]
+__all__ = [
+    "UNROUTED",
+    "JsonRoutingErrors",
+    "RequestTimeout",
+    "RouteTemplateMetrics",
+    "install_never_debug",
+    "install_request_timeout",
+    "install_route_template_metrics",
+    "route_template",
+]
 
 
 class RequestTimeout(TimeoutMiddleware):
@@ -92,3 +111,79 @@ class JsonRoutingErrors:
             await send(message)
 
         await self.app(scope, receive, send_json)
+
+
+UNROUTED = "<unrouted>"
+"""The `/metrics` label of every path that no route template matches."""
+_RAW_PATH = "netprog.raw_path"
+_templates: list[tuple[re.Pattern[str], str]] = []
+
+
+def route_template(path: str) -> str:
+    """The route template `path` belongs to (``/cds-services/{service_id}``), else `UNROUTED`."""
+    for pattern, template in _templates:
+        if pattern.fullmatch(path):
+            return template
+    return UNROUTED
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """``/a/{id}`` matches one segment in place of ``{id}``; ``/a/{path:path}`` the rest."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    regex = "".join(
+        ("[^/]+" if ":path" not in part else ".+") if part.startswith("{") else re.escape(part)
+        for part in parts
+    )
+    return re.compile(regex)
+
+
+class RouteTemplateMetrics(TrafficMetricsMiddleware):
+    """BentoML's traffic metrics (`bentoml_service_request_total` ...), with each request's
+    `endpoint` label its route template, never its raw path.
+
+    BentoML labels a request by the path it was sent: any caller could add label values
+    without bound (memory in every worker, a `/metrics` that grows with each one), and a path
+    can carry an identifier onto the open `/metrics`. Here the label set is the service's
+    route templates and `UNROUTED`; the apps inside still see the path as sent.
+    """
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        super().__init__(_RestoreRawPath(app), **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != "/metrics":
+            scope = {**scope, "path": route_template(scope["path"]), _RAW_PATH: scope["path"]}
+        await super().__call__(scope, receive, send)
+
+
+class _RestoreRawPath:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if _RAW_PATH in scope:
+            scope = {**scope, "path": scope[_RAW_PATH]}
+            del scope[_RAW_PATH]
+        await self.app(scope, receive, send)
+
+
+def install_route_template_metrics(templates: Sequence[str]) -> None:
+    """Label traffic metrics by `templates` (the service's routes), every other path as
+    `UNROUTED`; exact templates are tried before those with parameters."""
+    ordered = sorted(templates, key=lambda template: ("{" in template, template))
+    _templates[:] = [(_pattern(template), template) for template in ordered]
+    install_traffic_metrics_middleware(RouteTemplateMetrics)
+
+
+def _never_debug(app: Any) -> None:
+    app.debug = False
+
+
+def install_never_debug() -> None:
+    """Build every worker's app without Starlette's debug answers, whatever the log level.
+
+    BentoML builds the app with ``debug=True`` under `bentoml serve --verbose` (DEBUG logs),
+    and Starlette then answers an unhandled exception with its traceback and message, to the
+    caller: a log flag must not change what callers are sent.
+    """
+    install_app_hook(_never_debug)

@@ -82,6 +82,12 @@ ERROR_RESPONSES: dict[str, tuple[str, dict]] = {
             "0.001, but S(118) = 0.0004: ..."
         },
     ),
+    "429": (
+        "Too many requests: the worker already holds `NETPROG_MAX_CONCURRENCY` requests (16 by "
+        "default), answering or waiting; retry after a pause. Every route but the health, "
+        "readiness and metrics routes can answer it.",
+        {"error": "Too many requests"},
+    ),
     "503": (
         "The audit log could not be written, so no prediction is returned (fail closed).",
         {
@@ -107,6 +113,8 @@ OperationOutcome with one issue per problem); input values never appear in answe
 """
 _JSON_API_ERRORS = ("400", "415", "422", "503")
 """Besides auth and body size: what the JSON API routes (BentoML's) answer."""
+NOT_BOUNDED_ROUTES = frozenset({"/metrics", "/healthz", "/livez", "/readyz", "/health"})
+"""Routes BentoML's concurrency bound lets through: every other route can answer 429."""
 
 _OUTCOME_EXAMPLES = {
     "400": {
@@ -410,6 +418,25 @@ def _document(operation: dict, method: str, json_api: bool, raw: dict | None) ->
     operation["security"] = [{}, {"bearerAuth": []}]
 
 
+def _operations(spec: Any) -> list[tuple[str, str, dict]]:
+    """The (path, method, operation) of `spec` this document completes — the protected and the
+    bounded routes — each operation made a dict in place (others stay as BentoML wrote them)."""
+    operations = []
+    for path, item in list(spec.paths.items()):
+        if not _is_protected(path) and path in NOT_BOUNDED_ROUTES:
+            continue
+        for method in ("get", "post"):
+            operation = getattr(item, method)
+            if operation is None:
+                continue
+            if not isinstance(operation, dict):
+                operation = attrs.asdict(operation)
+                item = attrs.evolve(item, **{method: operation})
+                spec.paths[path] = item
+            operations.append((path, method, operation))
+    return operations
+
+
 @attrs.define
 class NetPrognosisService(Service):
     """BentoML's service with an OpenAPI document that tells the whole contract.
@@ -439,18 +466,14 @@ class NetPrognosisService(Service):
         }
         json_api_routes = {api.route for api in self.apis.values()}
         raw_routes = _raw_body_routes()
-        for path, item in spec.paths.items():
-            if not _is_protected(path):
-                continue
-            for method in ("get", "post"):
-                operation = getattr(item, method)
-                if operation is None:
-                    continue
-                if not isinstance(operation, dict):
-                    operation = attrs.asdict(operation)
-                    item = attrs.evolve(item, **{method: operation})
-                    spec.paths[path] = item
+        for path, method, operation in _operations(spec):
+            if _is_protected(path):
                 raw = raw_routes.get((path, method))
                 _document(operation, method, path in json_api_routes, raw)
+            if path not in NOT_BOUNDED_ROUTES:
+                operation["responses"]["429"] = _error_response("429")
+                operation["responses"] = dict(
+                    sorted(operation["responses"].items(), key=lambda item: str(item[0]))
+                )
         info = attrs.evolve(spec.info, version=API_VERSION, description=DESCRIPTION, contact=None)
         return attrs.evolve(spec, info=info)

@@ -30,6 +30,7 @@ from serving.settings import load_settings
 __all__ = [
     "EXAMPLE_BATCH_REQUEST",
     "EXAMPLE_MODEL_CARD",
+    "EXAMPLE_PATIENT",
     "EXAMPLE_PROGNOSIS",
     "EXAMPLE_REQUEST",
     "MAX_BATCH",
@@ -42,6 +43,8 @@ __all__ = [
     "Prognosis",
     "PrognosisList",
     "PrognosisRequest",
+    "RefusedModel",
+    "ServingState",
 ]
 
 MAX_BATCH = load_settings().max_batch
@@ -168,6 +171,32 @@ class TrainingData(_Strict):
     source: str | None = None
 
 
+class RefusedModel(_Strict):
+    """A promoted model this worker refused to serve, and why (its verification's message)."""
+
+    tag: str
+    reason: str
+    at: str
+
+
+class ServingState(_Strict):
+    """Which model answers now, and where the production pointer points (serving/hot_swap.py)."""
+
+    model_in_service: str = Field(description="The tag every answer of this worker names now.")
+    production_pointer: str | None = Field(
+        description="The tag `netprog promote` / `rollback` last set; null without a pointer."
+    )
+    follows_pointer: bool = Field(
+        description="False when `NETPROG_MODEL_TAG` pins the model: the pointer is not followed."
+    )
+    poll_seconds: float = Field(description="How often the worker reads the pointer.")
+    last_checked_at: str | None = Field(description="When it last read it (UTC).")
+    refused: RefusedModel | None = Field(
+        description="The pointer's target, when this worker refused it (it keeps serving the "
+        "model in service); null otherwise."
+    )
+
+
 class ModelCard(_Strict):
     """What the served model is, what it was trained on, how well it does and what not to do."""
 
@@ -203,6 +232,9 @@ class ModelCard(_Strict):
     disclaimer: str
     details: dict[str, Any] | None = Field(
         None, description="The full TRIPOD+AI model card stored with the model at training, if any."
+    )
+    serving: ServingState | None = Field(
+        None, description="The model in service and the production pointer's target."
     )
 
 

@@ -18,18 +18,21 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
 from model.exceptions import ModelError
-from model.predictor import Predictor
 from serving.answers import PrognosisService, caller_of, error_answer, json_answer, refusal
 from serving.audit import AuditLog
 from serving.cds_auth import verifier_from_file
-from serving.cds_hooks import cds_app
+from serving.cds_hooks import ROUTE_DISCOVERY, cds_app
 from serving.exceptions import AuditWriteError
-from serving.fhir.routes import fhir_app
+from serving.fhir.routes import ROUTE_FHIR_PROGNOSIS, fhir_app
 from serving.fhir_refusals import FhirRefusalOutcomes
-from serving.harms import load_procedure_harms
-from serving.loading import RegisteredBundle, check_stored, load_verified, resolve_bundle_tag
-from serving.middleware import JsonRoutingErrors, install_request_timeout
-from serving.model_card import build_model_card
+from serving.hot_swap import PointerFollower, load_served_model
+from serving.loading import RegisteredBundle, check_stored, resolve_bundle_tag
+from serving.middleware import (
+    JsonRoutingErrors,
+    install_never_debug,
+    install_request_timeout,
+    install_route_template_metrics,
+)
 from serving.openapi import NetPrognosisService
 from serving.schemas import (
     EXAMPLE_MODEL_CARD,
@@ -42,26 +45,53 @@ from serving.schemas import (
 from serving.security import RequestGuard, install_log_redaction
 from serving.settings import load_settings
 from serving.web import web_app
-from store.bentoml_compat import Service
+from serving.web.app import ASSET_PREFIX
+from store import registry
+from store.bentoml_compat import Service, install_supervisor_check_delay
 
 __all__ = [
     "BUNDLE_TAG",
     "ROUTE_BATCH",
     "ROUTE_MODEL",
     "ROUTE_PROGNOSIS",
+    "ROUTE_TEMPLATES",
     "NetPrognosis",
     "RegisteredBundle",
 ]
 
 logger = logging.getLogger(__name__)
-install_log_redaction()
-install_request_timeout()
 
 ROUTE_PROGNOSIS = "/v1/prognosis"
 ROUTE_BATCH = "/v1/prognosis/batch"
 ROUTE_MODEL = "/v1/model"
+ROUTE_TEMPLATES = (
+    ROUTE_PROGNOSIS,
+    ROUTE_BATCH,
+    ROUTE_MODEL,
+    ROUTE_FHIR_PROGNOSIS,
+    ROUTE_DISCOVERY,
+    f"{ROUTE_DISCOVERY}/{{service_id}}",
+    f"{ROUTE_DISCOVERY}/{{service_id}}/feedback",
+    "/",
+    f"{ASSET_PREFIX}/{{path:path}}",
+    "/docs.json",
+    "/schema.json",
+    "/static_content/{path:path}",
+    "/livez",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
+"""Every route the service answers, as `/metrics` labels it (tests/serving/test_middleware.py
+checks it against the OpenAPI document); any other path is labelled `<unrouted>`."""
+
+install_log_redaction()
+install_request_timeout()
+install_route_template_metrics(ROUTE_TEMPLATES)
+install_never_debug()
 
 _SETTINGS = load_settings()
+install_supervisor_check_delay(_SETTINGS.worker_check_seconds)
 BUNDLE_TAG = resolve_bundle_tag(_SETTINGS)
 """The model this process serves."""
 
@@ -98,21 +128,27 @@ class NetPrognosis:
 
     def __init__(self) -> None:
         settings = load_settings()
-        stored, bundle = load_verified(str(type(self).bundle_ref.tag))
-        self.model_tag = str(stored.tag)
-        self.card = build_model_card(stored, bundle)
+        model = load_served_model(str(type(self).bundle_ref.tag))
         audit = AuditLog.from_settings(settings)
         audit.check_writable()
         verifier_from_file(settings.cds_clients_file)  # a bad CDS clients file stops the start
-        self.answers = PrognosisService(
-            self.model_tag, Predictor(bundle, procedure_harms=load_procedure_harms()), audit
-        )
+        self.answers = PrognosisService(model, audit)
         """The answer path of every route, the mounted FHIR and CDS Hooks apps' included."""
+        self.follower = PointerFollower(
+            self.answers,
+            registry.production_tag,
+            poll_seconds=settings.model_poll_seconds,
+            follows=not settings.model_tag,
+        )
+        """Moves `answers.model` to the production pointer's target (serving/hot_swap.py)."""
         logger.info(
-            "serving %s (trained on %s data); audit log %s",
-            self.model_tag,
-            self.card["training_data"]["label"],
+            "serving %s (trained on %s data); audit log %s; %s",
+            model.tag,
+            model.card["training_data"]["label"],
             audit.path,
+            f"following the production pointer every {settings.model_poll_seconds:g} s"
+            if self.follower.follows
+            else "pinned by NETPROG_MODEL_TAG",
         )
         if not settings.auth_enabled:
             logger.warning(
@@ -124,6 +160,11 @@ class NetPrognosis:
         # slowest 1 % of answers (tests/reliability/test_load.py). Frozen, they are skipped.
         gc.collect()
         gc.freeze()
+        self.follower.start()
+
+    @bentoml.on_shutdown
+    def stop_following(self) -> None:
+        self.follower.stop()
 
     @bentoml.api(route=ROUTE_PROGNOSIS, output_spec=Prognosis)
     def prognosis(self, request: PrognosisRequest, /, ctx: bentoml.Context) -> Response:
@@ -166,9 +207,10 @@ class NetPrognosis:
         responses={200: {"content": {"application/json": {"example": EXAMPLE_MODEL_CARD}}}},
     )
     def model_card(self) -> dict:
-        """The served model: version, training data (synthetic or real), metrics, intended
-        use, limitations and the disclaimer."""
-        return self.card
+        """The model in service: version, training data (synthetic or real), metrics, intended
+        use, limitations and the disclaimer; under `serving`, the production pointer's target
+        and whether this worker follows it."""
+        return {**self.answers.model.card, "serving": self.follower.state()}
 
 
 SERVICE = cast(Service, NetPrognosis)

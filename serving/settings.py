@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         description="Model to serve, e.g. `netprog-bundle:abc123`; default: the production "
         "pointer, else the latest registered bundle.",
     )
+    model_poll_seconds: float = Field(
+        5.0,
+        ge=0.2,
+        le=3600,
+        description="How often each worker reads the production pointer; a promoted or rolled "
+        "back model is served within this interval plus its load time (serving/hot_swap.py). "
+        "Not used when `model_tag` pins the model.",
+    )
     api_token_hashes: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="SHA-256 hex digests of the accepted bearer tokens (`netprog token-hash`); "
@@ -84,6 +92,14 @@ class Settings(BaseSettings):
         (), description="Origins allowed by CORS; empty (the default): CORS is off."
     )
     workers: int = Field(1, ge=1, le=64, description="BentoML worker processes.")
+    worker_check_seconds: float = Field(
+        1.0,
+        ge=0.1,
+        le=60,
+        description="How often `bentoml serve`'s supervisor looks for a dead worker to restart "
+        "(BentoML's own default is 10 s, which alone could keep a killed worker down for 10 s; "
+        "tests/reliability/test_faults_under_load.py).",
+    )
     max_concurrency: int = Field(
         16,
         ge=1,

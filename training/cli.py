@@ -38,7 +38,11 @@ def main(verbose: bool) -> None:
     Default models are trained on a SYNTHETIC cohort and are not for clinical use until
     retrained on real data.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    # force: circus, imported with BentoML's server internals before this runs, configures the
+    # root logger at import, which would make this call a no-op and hide every progress line.
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(message)s", force=True
+    )
 
 
 @main.command()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+from training import cohort_files
 from training.cohort_files import read_cohort
 from training.exceptions import CohortReadError, SourceUnavailableError
 
 __all__ = ["describe_source", "is_database_url", "read_source", "read_sql_cohort"]
 
+SQL_CHUNK_ROWS = 50_000
+"""Rows fetched at a time from a database (a server-side cursor), so that a query returning far
+too many rows is stopped at the cap instead of filling memory."""
 DEFAULT_POSTGRES_DRIVER = "postgresql+psycopg"
 """The driver shipped with the project (psycopg 3); a bare ``postgresql://`` URL uses it."""
 
@@ -54,6 +58,8 @@ def read_sql_cohort(url: str, query: str) -> pd.DataFrame:
     `numeric` columns arrive as floats, `date` columns as dates, booleans as booleans; the
     cohort validation decides whether they are acceptable. The password may be left out of the
     URL: the PostgreSQL driver then reads ``PGPASSWORD`` or ``~/.pgpass`` like `psql` does.
+    A query returning more than `MAX_COHORT_ROWS` rows (training/cohort_files.py) is refused,
+    read in chunks and stopped at the first row beyond it, as a file of that size is.
     """
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
@@ -68,8 +74,11 @@ def read_sql_cohort(url: str, query: str) -> pd.DataFrame:
             "is not; use postgresql:// (psycopg 3 ships with netprog) or install the driver"
         ) from None
     try:
-        with engine.connect() as connection:
-            return pd.read_sql_query(text(query), connection, coerce_float=True)
+        with engine.connect().execution_options(stream_results=True) as connection:
+            chunks = pd.read_sql_query(
+                text(query), connection, coerce_float=True, chunksize=SQL_CHUNK_ROWS
+            )
+            return _within_row_cap(chunks, where)
     except OperationalError as error:
         raise SourceUnavailableError(
             f"the database at {where} must accept the connection, but it failed: "
@@ -83,6 +92,20 @@ def read_sql_cohort(url: str, query: str) -> pd.DataFrame:
         ) from None
     finally:
         engine.dispose()
+
+
+def _within_row_cap(chunks, where: str) -> pd.DataFrame:
+    limit = cohort_files.MAX_COHORT_ROWS
+    read: list[pd.DataFrame] = []
+    for chunk in chunks:
+        read.append(chunk)
+        if sum(len(part) for part in read) > limit:
+            raise CohortReadError(
+                f"the query on {where} must return at most {limit:,} rows, but returned more; "
+                "check its WHERE clause and joins (a join can multiply rows), or select the "
+                "cohort in parts"
+            )
+    return pd.concat(read, ignore_index=True) if len(read) > 1 else read[0]
 
 
 def _first_line(error: object) -> str:

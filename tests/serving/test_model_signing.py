@@ -65,8 +65,9 @@ def test_a_signed_model_starts_with_the_verify_key(service_module, registered, s
     settings_env(model_verify_key=keys["training-verify"])
 
     instance = service_module.NetPrognosis()
+    instance.follower.stop()
 
-    assert instance.model_tag.endswith(folder.name)
+    assert instance.answers.model_tag.endswith(folder.name)
     assert {MANIFEST_FILE, SIGNATURE_FILE} <= {p.name for p in folder.iterdir()}
 
 
@@ -96,8 +97,9 @@ def test_without_a_verify_key_the_checksum_alone_cannot_tell(
     settings_env()
 
     instance = service_module.NetPrognosis()
+    instance.follower.stop()
 
-    assert instance.card["training_data"]["label"] == "real"
+    assert instance.answers.model.card["training_data"]["label"] == "real"
 
 
 @pytest.mark.parametrize(

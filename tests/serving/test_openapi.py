@@ -113,3 +113,28 @@ def test_the_example_response_holds_every_field_a_real_response_holds(client, do
     assert set(documented) == set(real)
     assert set(documented["hpfs"]) == set(real["hpfs"])
     assert set(documented["hpfs"]["modalities"][0]) == set(real["hpfs"]["modalities"][0])
+
+
+def test_every_route_the_concurrency_bound_covers_documents_429_and_every_audited_route_503(
+    document,
+):
+    from serving.openapi import NOT_BOUNDED_ROUTES
+
+    audited = {
+        "/v1/prognosis",
+        "/v1/prognosis/batch",
+        "/v1/fhir/prognosis",
+        "/cds-services/{service_id}",
+        "/cds-services/{service_id}/feedback",
+    }
+    documented = 0
+    for path, item in document["paths"].items():
+        for operation in item.values():
+            responses = operation["responses"]
+            assert ("429" in responses) is (path not in NOT_BOUNDED_ROUTES), path
+            assert ("503" in responses) is (path in audited), path
+            documented += "429" in responses
+            if "429" in responses:
+                example = responses["429"]["content"]["application/json"]["example"]
+                assert example == {"error": "Too many requests"}
+    assert documented == 7

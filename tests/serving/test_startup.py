@@ -81,8 +81,10 @@ def test_an_unaltered_copy_starts(service_module, copied_store, settings_env):
     settings_env()
 
     instance = service_module.NetPrognosis()
+    instance.follower.stop()
 
-    assert instance.model_tag.endswith(copied_store.name)
+    assert instance.answers.model_tag.endswith(copied_store.name)
+    assert instance.follower.follows, "unpinned, the service follows the production pointer"
 
 
 def test_a_bundle_for_another_schema_version_refuses_to_start(

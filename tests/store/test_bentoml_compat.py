@@ -60,6 +60,74 @@ def test_install_timeout_middleware_replaces_the_class_bentoml_builds():
         bentoml_compat.install_timeout_middleware(original)
 
 
+def test_bentoml_builds_its_traffic_metrics_by_name_and_labels_them_by_the_scope_path():
+    from _bentoml_impl.server import app
+
+    builder = inspect.getsource(app)
+    middleware = inspect.getsource(bentoml_compat.TrafficMetricsMiddleware.__call__)
+
+    assert "instruments import (\n                RunnerTrafficMetricsMiddleware," in builder, (
+        "BentoML no longer imports RunnerTrafficMetricsMiddleware by name when it builds an "
+        "app: install_traffic_metrics_middleware (route-template labels) would do nothing"
+    )
+    assert 'endpoint = scope["path"]' in middleware, (
+        "BentoML's traffic metrics no longer label by scope['path']: RouteTemplateMetrics "
+        "(serving/middleware.py) must be checked against the new labelling"
+    )
+
+
+def test_install_app_hook_runs_a_hook_once_on_every_app_the_factory_builds(monkeypatch):
+    factory = bentoml_compat.ServiceAppFactory
+    monkeypatch.setattr(factory, "__call__", lambda self: {"built": True})
+    calls = []
+
+    def hook(app):
+        calls.append(app)
+
+    bentoml_compat.install_app_hook(hook)
+    bentoml_compat.install_app_hook(hook)
+
+    assert factory.__call__(object()) == {"built": True}
+    assert calls == [{"built": True}]
+
+
+def test_bentoml_serve_builds_its_supervisor_with_a_10_s_check_by_the_arbiter_class_name():
+    from _bentoml_impl.server import serving
+    from bentoml._internal.utils import circus
+
+    factory = inspect.getsource(circus.create_standalone_arbiter)
+
+    assert "arbiter_cls = ThreadedArbiter if threaded else Arbiter" in factory, (
+        "BentoML no longer builds its supervisor from the Arbiter class of "
+        "bentoml._internal.utils.circus: install_supervisor_check_delay would do nothing"
+    )
+    assert issubclass(circus.ThreadedArbiter, bentoml_compat.SupervisorArbiter)
+    assert "create_standalone_arbiter(**arbiter_kwargs)" in inspect.getsource(serving.serve_http)
+
+
+def test_install_supervisor_check_delay_sets_the_check_of_every_arbiter_built_after_it():
+    from bentoml._internal.utils.circus import create_standalone_arbiter
+
+    original = bentoml_compat.SupervisorArbiter.__init__
+    try:
+        # BentoML's own check, even when serving.service has installed the project's already.
+        bentoml_compat.SupervisorArbiter.__init__ = getattr(  # type: ignore[method-assign]
+            original, "netprog_original", original
+        )
+        before = create_standalone_arbiter([])
+        bentoml_compat.install_supervisor_check_delay(2.0)
+        bentoml_compat.install_supervisor_check_delay(0.5)
+        after = create_standalone_arbiter([])
+    finally:
+        bentoml_compat.SupervisorArbiter.__init__ = original  # type: ignore[method-assign]
+
+    assert (before.check_delay, before.ctrl.check_delay) == (10, 10_000), (
+        "BentoML's supervisor no longer checks its workers every 10 s: see whether "
+        "NETPROG_WORKER_CHECK_SECONDS is still needed"
+    )
+    assert (after.check_delay, after.ctrl.check_delay) == (0.5, 500)
+
+
 def test_the_store_folders_are_under_the_bentoml_home():
     home = bentoml_compat.bentoml_home()
 

@@ -54,6 +54,7 @@ def _wait_for_line(process: subprocess.Popen, text: str) -> list[str]:
             return lines
     process.kill()
     process.wait()
+    process.stderr.close()
     pytest.fail(f"the training job never logged {text!r}; it printed:\n{''.join(lines)}")
 
 
