@@ -211,7 +211,7 @@ class PrimarySurvival(CoxEstimator):
             for train, test in folds
             for c in candidates
         )
-        scores = {c.name: [] for c in candidates}
+        scores: dict[str, list] = {c.name: [] for c in candidates}
         for k, c in enumerate(itertools.product(range(len(folds)), candidates)):
             scores[c[1].name].append(fitted[k])
         return folds, scores
@@ -268,7 +268,7 @@ class PrimarySurvival(CoxEstimator):
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         self.splines_ = RestrictedCubicSplines().fit(X) if self.splines else None
         with_splines = self.splines_ is not None and bool(self.splines_.knots_)
-        Xs = self.splines_.transform(X) if with_splines else X
+        Xs = self._with_splines(X) if with_splines else X
         candidates = self._candidates(with_splines)
         folds, scores = self._inner_cv(X, Xs, y, event, time, candidates, seed)
         self.cv_results_, members, weights = self._score_folds(
@@ -287,6 +287,11 @@ class PrimarySurvival(CoxEstimator):
         self.family_estimators_ = self._families(candidates, X, Xs, y, seed)
         self._fit_baseline(X, event, time, weights)
         return self
+
+    def _with_splines(self, X):
+        if self.splines_ is None:
+            raise InvalidEstimatorParameter("a spline candidate needs `splines=True`")
+        return self.splines_.transform(X)
 
     def _refit(self, candidate, X, Xs, y, seed):
         return candidate.make(seed, self.relax).fit(Xs if candidate.splines else X, y)
@@ -311,7 +316,7 @@ class PrimarySurvival(CoxEstimator):
         """`X` as the kept best candidate of `family` takes it (with spline terms or not)."""
         check_is_fitted(self, "family_candidates_")
         X = self._validate_features(X, reset=False)
-        return self.splines_.transform(X) if self.family_candidates_[family].splines else X
+        return self._with_splines(X) if self.family_candidates_[family].splines else X
 
     def _fit_baseline(self, X, event, time, weights):
         self.train_spread_ = []
@@ -324,7 +329,7 @@ class PrimarySurvival(CoxEstimator):
         self.unique_times_ = self.baseline_.unique_times_
 
     def _member_score(self, i, X):
-        design = self.splines_.transform(X) if self.candidates_[i].splines else X
+        design = self._with_splines(X) if self.candidates_[i].splines else X
         return self.estimators_[i].predict(design)
 
     def _log_hazard(self, X):

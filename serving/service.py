@@ -22,6 +22,7 @@ from model.predictor import Predictor
 from serving.answers import PrognosisService, caller_of, error_answer, json_answer, refusal
 from serving.audit import AuditLog
 from serving.cds_hooks import cds_app
+from serving.detail import with_detail
 from serving.exceptions import AuditWriteError
 from serving.fhir import fhir_app
 from serving.loading import RegisteredBundle, check_stored, load_verified, resolve_bundle_tag
@@ -137,7 +138,7 @@ class NetPrognosis:
             return _status(ctx, error_answer(422, str(error)))
         except AuditWriteError as error:
             return _status(ctx, refusal(error))
-        return json_answer(answer)
+        return json_answer(with_detail(answer, request.detail))
 
     @bentoml.api(route=ROUTE_BATCH, output_spec=PrognosisList)
     def prognosis_batch(self, request: BatchRequest, /, ctx: bentoml.Context) -> Response:
@@ -150,7 +151,7 @@ class NetPrognosis:
             return _status(ctx, error_answer(422, str(error)))
         except AuditWriteError as error:
             return _status(ctx, refusal(error))
-        return json_answer(answers)
+        return json_answer([with_detail(answer, request.detail) for answer in answers])
 
     @model_app.get(
         "/model",
