@@ -487,9 +487,3 @@ class PenalizedCox(CoxEstimator):
         """
         check_is_fitted(self, "pipeline_")
         return self._linear_predictor(self._validate_features(X, reset=False))
-
-    def _step_functions(self, X, *, survival, return_array):
-        risk_score = self.predict(X)
-        if survival:
-            return self._predict_survival_function(self.baseline_, risk_score, return_array)
-        return self._predict_cumulative_hazard_function(self.baseline_, risk_score, return_array)
