@@ -502,17 +502,7 @@ def simulate_cohort(
     rng = np.random.default_rng(seed)
     frame = simulate_treated_patients(n, rng, spec)
 
-    truth = {}
-    for endpoint in ENDPOINTS:
-        truth[f"true_lp_{endpoint}"] = true_log_hazard(frame, endpoint, spec)
-        for modality in MODALITIES:
-            truth[f"true_lp_{endpoint}_{modality}"] = true_log_hazard(
-                frame, endpoint, spec, modality
-            )
-    if ki67_per_10_points:
-        bands = spec.covariates["ki67_percent"]["uniform_within_grade"]
-        extra = ki67_within_grade_log_hazard(frame, bands, ki67_per_10_points)
-        truth = {name: values + extra for name, values in truth.items()}
+    truth = _true_log_hazards(frame, spec, ki67_per_10_points)
     progression, death = draw_progression_and_death(
         truth["true_lp_hpfs"], truth["true_lp_os"], rng, spec
     )
@@ -527,6 +517,22 @@ def simulate_cohort(
     frame.insert(2, "treatment_date", treatment_date)
     truth.update(true_values_at(truth, spec))
     return pd.concat([frame, pd.DataFrame(truth, index=frame.index)], axis=1)
+
+
+def _true_log_hazards(frame: pd.DataFrame, spec: CohortSpec, ki67_per_10_points: float) -> dict:
+    """`true_lp_{endpoint}` (received modality) and `true_lp_{endpoint}_{modality}` columns."""
+    truth = {}
+    for endpoint in ENDPOINTS:
+        truth[f"true_lp_{endpoint}"] = true_log_hazard(frame, endpoint, spec)
+        for modality in MODALITIES:
+            truth[f"true_lp_{endpoint}_{modality}"] = true_log_hazard(
+                frame, endpoint, spec, modality
+            )
+    if ki67_per_10_points:
+        bands = spec.covariates["ki67_percent"]["uniform_within_grade"]
+        extra = ki67_within_grade_log_hazard(frame, bands, ki67_per_10_points)
+        truth = {name: values + extra for name, values in truth.items()}
+    return truth
 
 
 def _add_outcomes(frame: pd.DataFrame, progression, death, censor) -> None:
