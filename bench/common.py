@@ -28,7 +28,7 @@ RESULTS_NOTE = (
     "section's figures are also in `<section>.json` beside this file, and every bar "
     "is defined once, in `bench.common.TARGETS`."
 )
-SECTIONS = ("quality", "training", "serving", "prognosis", "coverage", "gpu")
+SECTIONS = ("quality", "training", "serving", "prognosis", "coverage", "gpu", "versus")
 """The benchmarks in the order `bench.run` runs them and RESULTS.md shows their sections."""
 SECTION_TITLES = {
     "quality": "Quality",
@@ -37,6 +37,7 @@ SECTION_TITLES = {
     "prognosis": "Prognosis (in-process)",
     "coverage": "Coverage of the 95 % intervals",
     "gpu": "Training on a GPU",
+    "versus": "Latency against an earlier commit",
 }
 TARGETS_SECTION = "targets"
 
@@ -80,6 +81,20 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
+    "versus_in_process_ratio": Target(
+        "versus",
+        "one prognosis in-process, now / before (median over alternating rounds)",
+        1.05,
+        "x",
+        digits=3,
+    ),
+    "versus_served_ratio": Target(
+        "versus",
+        "`POST /v1/prognosis`, single client, median, now / before",
+        1.05,
+        "x",
+        digits=3,
+    ),
     "quality_oracle_gap": Target(
         "quality",
         "synthetic cohort: the oracle's Harrell C minus PrimarySurvival's (OS and HPFS, the "
@@ -159,6 +174,12 @@ TARGETS: dict[str, Target] = {
         "s",
         first="<= 2 s",
         digits=2,
+    ),
+    "prognosis_contributions_ms": Target(
+        "prognosis",
+        "one prognosis with contributions_over_time in-process, coxnet primary, median wall",
+        30.0,
+        "ms",
     ),
     "coverage_2000_low": Target(
         "coverage",

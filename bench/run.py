@@ -7,6 +7,7 @@ rebuilding RESULTS.md (:func:`bench.common.rebuild_results`), so that every sect
 or not, and the targets table are there. The benchmarks run in the order of
 :data:`bench.common.SECTIONS`. A benchmark whose module is missing (``coverage`` is written
 separately) is skipped, saying so, in a full run, and is an error when named with ``--only``.
+``versus`` (this checkout against an earlier commit) runs only on its own, with ``--ref``.
 
 Run from the repository root::
 
@@ -23,7 +24,9 @@ import time
 
 from bench.common import REPO_ROOT, SECTIONS, rebuild_results
 
-BENCHES = SECTIONS
+ON_REQUEST = ("versus",)
+"""Sections run only when asked, with their own arguments (`bench.versus` needs `--ref`)."""
+BENCHES = tuple(name for name in SECTIONS if name not in ON_REQUEST)
 BUDGET_SECONDS = 30 * 60
 
 

@@ -115,7 +115,8 @@ class ModelBundle:
     support_counts : DataFrame
         Training patients per (who_grade, burden_category) row and modality column.
     shap_background : DataFrame, shape = (n_background, n_features)
-        Encoded background sample for SHAP.
+        The SHAP background: weighted cluster centres of the encoded training patients
+        (model/background.py), never their rows; bundles before it held a random sample.
     max_follow_up_months : dict
         Per endpoint, the last month adequately followed: at least
         ``max(50, 5 % of the cohort)`` training patients still at risk.
@@ -136,6 +137,14 @@ class ModelBundle:
     numbers_at_risk: dict[str, dict[int, int]] = field(default_factory=dict)
     """Training patients still followed (event-free, uncensored) at each whole year, per
     endpoint: ``{endpoint: {month: n}}`` for months 0, 12, ..., 120."""
+    similar_patients: dict = field(default_factory=dict)
+    """What "patients like this one" needs (:func:`model.similar.similarity_tables`): per
+    endpoint, family and grade-by-burden stratum, fixed groups of training patients' aggregates
+    (size, events, Kaplan-Meier curve, numbers at risk); no patient's row."""
+    shap_background_weights: np.ndarray | None = None
+    """Each background centre's share of the training patients (None: equal weights)."""
+    shap_background_patients: int | None = None
+    """How many training patients the background summarises."""
 
 
 def is_linear(model: CurveModel) -> bool:

@@ -149,7 +149,11 @@ class EndpointPredictor:
         others = [name for name in families if name != self.primary_name]
         self.check = Ensemble(families[others[0]]) if others else None
         self.explainer = Explainer(
-            families[self.primary_name].full, bundle.shap_background, tree_shap=tree_shap
+            families[self.primary_name].full,
+            bundle.shap_background,
+            tree_shap=tree_shap,
+            weights=getattr(bundle, "shap_background_weights", None),
+            n_patients=getattr(bundle, "shap_background_patients", None),
         )
         self.event = ENDPOINT_EVENTS[endpoint]
         self.max_follow_up = float(bundle.max_follow_up_months[endpoint])

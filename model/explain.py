@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from model.background import SummarisedBackground
 from model.bundle import CurveModel, is_linear
 from model.exceptions import ModelError
 from model.schema import BOOLEAN_FIELDS, DESIGN_COLUMNS, FIELDS, Patient
@@ -123,7 +124,15 @@ class Explainer:
         The TreeSHAP variant for a boosted model; ignored for a linear one.
     """
 
-    def __init__(self, model: CurveModel, background: pd.DataFrame, *, tree_shap="path_dependent"):
+    def __init__(
+        self,
+        model: CurveModel,
+        background: pd.DataFrame,
+        *,
+        tree_shap="path_dependent",
+        weights: np.ndarray | None = None,
+        n_patients: int | None = None,
+    ):
         if tree_shap not in TREE_SHAP_METHODS:
             raise ModelError(
                 f"`tree_shap` must be one of {TREE_SHAP_METHODS}, but got {tree_shap!r}"
@@ -133,22 +142,30 @@ class Explainer:
         self.linear = is_linear(model)
         background_array = np.ascontiguousarray(background.to_numpy(dtype=float))
         self.background_size = len(background_array)
-        self.background_mean_margin = float(np.mean(model.log_hazard(background_array)))
+        self.summary = None
+        if weights is not None:
+            self.summary = SummarisedBackground(
+                background, np.asarray(weights, dtype=float), n_patients or len(background)
+            )
+        self.background_mean_margin = float(
+            np.average(model.log_hazard(background_array), weights=weights)
+        )
         self.fields = tuple(FIELD_FACTORS)
         # Every column is summed into the field it explains, so the items stay additive.
         self._grouping = np.array(
             [[c.field == f for f in self.fields] for c in DESIGN_COLUMNS], dtype=float
         )
         if self.linear:
-            self._background_means = background_array.mean(axis=0)
+            self._background_means = np.average(background_array, axis=0, weights=weights)
             self.base_value = self.background_mean_margin
         elif tree_shap == "interventional":
             # Imported here: shap is slow to import and only this optional method needs it.
             import shap
 
+            rows = background_array if self.summary is None else self.summary.repeated()
             self._tree_explainer = shap.TreeExplainer(
                 model.estimator.booster_,
-                data=background_array,
+                data=rows,
                 feature_perturbation="interventional",
                 model_output="raw",
             )
@@ -172,6 +189,15 @@ class Explainer:
     @property
     def baseline(self) -> str:
         """What the base value is, in one sentence for the reader of an explanation."""
+        if (self.linear or self.tree_shap == "interventional") and self.summary is not None:
+            return (
+                "The base value is the average log relative hazard of the "
+                f"{self.summary.n_patients} training patients (each under the modality they "
+                f"received), summarised as {self.background_size} weighted cluster centres of "
+                "their factors so that no patient's record is kept; each contribution says how "
+                "far this patient's value of a factor moves the log relative hazard away from "
+                "that average."
+            )
         if self.linear or self.tree_shap == "interventional":
             return (
                 f"The base value is the average log relative hazard of {self.background_size} "
@@ -184,7 +210,12 @@ class Explainer:
             "training data as path-dependent TreeSHAP defines it: training patients weighted by "
             "their Cox-loss Hessian (xgboost's node cover), not the plain average patient, "
             f"whose log relative hazard is {self.background_mean_margin:.3f} over "
-            f"{self.background_size} background training patients."
+            + (
+                f"{self.background_size} background training patients."
+                if self.summary is None
+                else f"the {self.summary.n_patients} training patients (from "
+                f"{self.background_size} weighted cluster centres)."
+            )
         )
 
     def shap_values(self, design) -> ShapValues:

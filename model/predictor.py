@@ -38,6 +38,7 @@ from model.schema import (
     patients_frame,
 )
 from model.support import ModalitySupport
+from model.views import ClinicianViews
 
 __all__ = [
     "CONDITIONAL_MIN_SURVIVAL",
@@ -92,9 +93,18 @@ class Predictor:
         The fitted models.
     tree_shap : {"path_dependent", "interventional"}, default: "path_dependent"
         TreeSHAP variant when a boosted model is primary; see :class:`model.explain.Explainer`.
+    procedure_harms : dict, optional
+        Published harms per modality (``serving.harms.load_procedure_harms``), copied into
+        every answer as ``procedure_harms``.
     """
 
-    def __init__(self, bundle: ModelBundle, *, tree_shap: str = "path_dependent"):
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        *,
+        tree_shap: str = "path_dependent",
+        procedure_harms: dict | None = None,
+    ):
         if bundle.schema_version != SCHEMA_VERSION or tuple(bundle.feature_names) != FEATURE_NAMES:
             raise ModelError(
                 f"the bundle must be built for patient schema version {SCHEMA_VERSION} and its "
@@ -106,6 +116,9 @@ class Predictor:
         self.support = ModalitySupport(bundle)
         metadata = bundle.metadata
         self.synthetic = metadata.get("trained_on", "synthetic") != "real"
+        self.views = ClinicianViews(
+            bundle, self.endpoints, synthetic=self.synthetic, procedure_harms=procedure_harms
+        )
         self.model_info = {
             "tag": metadata.get("tag"),
             "trained_on": metadata.get("trained_on", "synthetic"),
@@ -122,7 +135,13 @@ class Predictor:
             "uncertainty": _uncertainty(metadata),
         }
 
-    def prognosis(self, patient: Patient, months_since_treatment: float | None = None) -> dict:
+    def prognosis(
+        self,
+        patient: Patient,
+        months_since_treatment: float | None = None,
+        *,
+        contributions_over_time: bool = False,
+    ) -> dict:
         """The prognosis of one patient.
 
         Parameters
@@ -133,6 +152,10 @@ class Predictor:
         months_since_treatment : float, optional
             Months since embolotherapy of a patient seen at follow-up, free of the endpoint's
             event so far: adds conditional survival S(t)/S(s) per endpoint.
+        contributions_over_time : bool, default: False
+            Add each field's contribution to S(t) at 12, 24 and 36 months in probability
+            points (:mod:`model.contributions`); off by default, as it costs some 1,024 curves
+            per endpoint.
 
         Returns
         -------
@@ -144,12 +167,16 @@ class Predictor:
         ConditionalSurvivalUndefined
             `months_since_treatment` is outside the grid or where survival is about zero.
         """
-        return self.batch([patient], months_since_treatment)[0]
+        return self.batch(
+            [patient], months_since_treatment, contributions_over_time=contributions_over_time
+        )[0]
 
     def batch(
         self,
         patients: list[Patient],
         months_since_treatment: float | Sequence[float | None] | None = None,
+        *,
+        contributions_over_time: bool = False,
     ) -> list[dict]:
         """Prognoses of many patients, computed together.
 
@@ -159,6 +186,8 @@ class Predictor:
             The patients.
         months_since_treatment : float or sequence of (float or None), optional
             One value for all patients or one per patient (None: no conditional survival).
+        contributions_over_time : bool, default: False
+            As in :meth:`prognosis`, for every patient.
 
         Returns
         -------
@@ -179,10 +208,19 @@ class Predictor:
         burdens = frame[BURDEN_COLUMN].to_numpy()
         support = self.support.evaluate(design[0], grades, burdens)
         arrays = {e: p.compute(design, planned) for e, p in self.endpoints.items()}
-        return [
+        answers = [
             self._prognosis_dict(patients[i], i, planned_names[i], arrays, support, months_since[i])
             for i in range(n_patients)
         ]
+        for i, answer in enumerate(answers):
+            self.views.extend(
+                answer,
+                patients[i],
+                planned_names[i],
+                design[planned[i], i],
+                over_time=contributions_over_time,
+            )
+        return answers
 
     def _endpoint_dict(self, endpoint, arrays, support, i, labels, months_since) -> dict:
         predictor = self.endpoints[endpoint]

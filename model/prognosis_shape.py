@@ -17,6 +17,14 @@ from pydantic import ConfigDict, Field, with_config
 # pydantic reads typed dicts on Python < 3.12 only from typing_extensions' TypedDict.
 from typing_extensions import TypedDict
 
+from model.view_shape import (
+    ContributionsOverTime,
+    OutOf100,
+    PlainLanguage,
+    ProcedureHarms,
+    SimilarPatients,
+)
+
 __all__ = [
     "AtRisk",
     "CheckMedian",
@@ -43,6 +51,7 @@ __all__ = [
     "Probability",
     "PrognosisShape",
     "PrognosisWarning",
+    "SetAside",
     "Support",
 ]
 
@@ -315,6 +324,14 @@ class PrognosisWarning(TypedDict):
     message: str
 
 
+class SetAside(TypedDict):
+    """A resource of a patient record that the conflict rules did not use, and why."""
+
+    resource: Annotated[str, Field(description="The resource, as its place in the record.")]
+    rule: Annotated[str, Field(description="The rule that set it aside.")]
+    reason: Annotated[str, Field(description="Why, in words; no value quoted.")]
+
+
 class PrognosisShape(TypedDict):
     """The prognosis of one patient: HPFS and OS, explanations and the modality comparison."""
 
@@ -334,3 +351,43 @@ class PrognosisShape(TypedDict):
     patient_summary: PatientSummary
     warnings: list[PrognosisWarning]
     disclaimer: str
+    out_of_100: NotRequired[
+        Annotated[
+            OutOf100 | None,
+            Field(description="Of 100 people like this patient, per modality at 1, 2 and 3 years."),
+        ]
+    ]
+    plain_language: NotRequired[PlainLanguage | None]
+    procedure_harms: NotRequired[
+        Annotated[
+            ProcedureHarms | None,
+            Field(
+                description="Published harms of each procedure: population figures, with source."
+            ),
+        ]
+    ]
+    similar_patients: NotRequired[
+        Annotated[
+            SimilarPatients | None,
+            Field(
+                description="Kaplan-Meier curves of the most similar training patients; None "
+                "for bundles saved without them."
+            ),
+        ]
+    ]
+    contributions_over_time: NotRequired[
+        Annotated[
+            ContributionsOverTime | None,
+            Field(description="Only when the request sets `contributions_over_time`."),
+        ]
+    ]
+    set_aside: NotRequired[
+        Annotated[
+            list[SetAside] | None,
+            Field(
+                description="FHIR route only: resources the conflict rules set aside (`resource`, "
+                "`rule`, `reason`; serving/record_rules.py), each also named in a "
+                "`record_conflict` warning."
+            ),
+        ]
+    ]

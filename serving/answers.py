@@ -92,10 +92,14 @@ class PrognosisService:
         caller: str,
         route: str,
         months_since_treatment: float | None = None,
+        contributions_over_time: bool = False,
         extra: Mapping[str, Any] | None = None,
     ) -> dict:
         """The audited prognosis of one patient: its prediction id, the predictor's answer and
         `extra` (for the FHIR route: the mapped patient and its provenance).
+
+        `contributions_over_time` asks the predictor for each field's contribution at 12, 24
+        and 36 months (:meth:`model.predictor.Predictor.prognosis`).
 
         Raises
         ------
@@ -105,10 +109,23 @@ class PrognosisService:
             The audit record could not be written; the prediction is refused (503).
         """
         payload = audit_payload(patient, months_since_treatment)
+
+        def predict() -> list[dict]:
+            return [
+                self.predictor.prognosis(
+                    patient,
+                    months_since_treatment,
+                    contributions_over_time=contributions_over_time,
+                )
+            ]
+
         if months_since_treatment is not None:
-            result = self.predictor.prognosis(patient, months_since_treatment)
-            [answer] = self._audited(caller, route, [payload], lambda: [result], extra)
+            # Refusable for its input (422): computed before its record is written.
+            results = predict()
+            [answer] = self._audited(caller, route, [payload], lambda: results, extra)
             return answer
+        [answer] = self._audited(caller, route, [payload], predict, extra)
+        return answer
         [answer] = self._audited(
             caller, route, [payload], lambda: [self.predictor.prognosis(patient)], extra
         )

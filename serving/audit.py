@@ -72,7 +72,10 @@ def canonical_json(value: object) -> bytes:
 
 
 def caller_id(token_hash: str | None) -> str:
-    """The caller as recorded: a prefix of its token's SHA-256, or 'anonymous'."""
+    """The caller as recorded: a prefix of its token's SHA-256, a verified CDS client's
+    `cds:<issuer>[#tenant]` (serving/cds_auth.py), or 'anonymous'."""
+    if token_hash and token_hash.startswith("cds:"):
+        return token_hash
     return token_hash[:CALLER_PREFIX_LENGTH] if token_hash else ANONYMOUS
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AuditIntegrityError",
     "AuditWriteError",
+    "HarmsFileError",
     "ModelSchemaMismatch",
     "ServingError",
     "SettingsError",
@@ -21,6 +22,10 @@ class SettingsError(ServingError):
 
 class ModelSchemaMismatch(ServingError):
     """The registered bundle was trained for another version of the patient schema."""
+
+
+class HarmsFileError(ServingError):
+    """`data/procedure_harms.yaml` lacks a modality or measure, or cites an unknown source."""
 
 
 class AuditWriteError(ServingError):

@@ -19,13 +19,10 @@ from serving.cds_hooks import (
     CdsFeedbackRequest,
     CdsHookRequest,
 )
-from serving.fhir import (
-    EXAMPLE_BUNDLE,
-    FHIR_MEDIA_TYPES,
-    MAPPING_PATH,
-    ROUTE_FHIR_PROGNOSIS,
-    patient_from_bundle,
-)
+from serving.fhir import MAPPING_PATH, patient_from_bundle
+from serving.fhir.routes import EXAMPLE_BUNDLE, FHIR_MEDIA_TYPES, ROUTE_FHIR_PROGNOSIS
+from serving.fhir_refusals import refusal_outcome
+from serving.prefetch_fetch import PrefetchUnavailable, precondition_outcome
 from serving.schemas import (
     EXAMPLE_PROGNOSIS,
     ErrorResponse,
@@ -159,21 +156,46 @@ _FHIR_ERRORS = {
             _JSON: ("ErrorResponse", {"error": "Content-Length must be a whole number"}),
         },
     ),
-    "415": (
-        "Body that is neither application/json nor application/fhir+json.",
-        {
-            _JSON: (
-                "ErrorResponse",
-                {"error": "Content-Type must be one of application/json, application/fhir+json"},
-            )
-        },
-    ),
+    **{
+        code: (
+            f"{text} As every refusal on this route, a FHIR OperationOutcome "
+            "(serving/fhir_refusals.py).",
+            {_FHIR_JSON: ("OperationOutcome", refusal_outcome(int(code), message))},
+        )
+        for code, text, message in (
+            (
+                "401",
+                "No bearer token (when the service is configured with tokens).",
+                "authentication required: send `Authorization: Bearer <token>`",
+            ),
+            (
+                "403",
+                "A bearer token the service does not accept.",
+                "the bearer token is not accepted by this service",
+            ),
+            (
+                "413",
+                "Request body larger than the patient-record limit (10 MiB by default).",
+                "request body must be at most 10485760 bytes; split large batches",
+            ),
+            (
+                "415",
+                "Body that is neither application/json nor application/fhir+json.",
+                "Content-Type must be one of application/json, application/fhir+json",
+            ),
+        )
+    },
     "422": (
         "Valid FHIR lacking, contradicting or exceeding what the model needs: a FHIR "
         "OperationOutcome with one issue per item, with the codes that would supply it.",
         {_FHIR_JSON: ("OperationOutcome", _OUTCOME_EXAMPLES["422"])},
     ),
 }
+_LACKS = (
+    "the prefetch lacks conditions, which the prognosis needs: the request carries no fhirServer "
+    "and fhirAuthorization (access token) to fetch them with; send the prefetch the discovery "
+    "document declares, or both"
+)
 _CDS_ERRORS = {
     "400": (
         "Not a CDS Hooks 2.0 request for this service (a JSON error), or prefetched resources "
@@ -185,6 +207,12 @@ _CDS_ERRORS = {
                 {"error": "`hookInstance` (a UUID string) is required"},
             )
         },
+    ),
+    "412": (
+        "The prefetch lacks what the prognosis needs and it could not be fetched from "
+        "`fhirServer` (none given, not allow-listed for the calling EHR, or the fetch failed): "
+        "a FHIR OperationOutcome saying what to send (CDS Hooks 2.0, serving/prefetch_fetch.py).",
+        {_FHIR_JSON: ("OperationOutcome", precondition_outcome(PrefetchUnavailable("x", _LACKS)))},
     ),
     "404": (
         "No CDS service with this id.",
@@ -289,12 +317,15 @@ def _fhir_route() -> dict:
         "request": {media: _ref("FhirBundle") for media in FHIR_MEDIA_TYPES},
         "responses": {
             "200": {
-                "description": "The prognosis, with the mapped patient and its provenance.",
+                "description": "The prognosis, with the mapped patient and its provenance; "
+                "with `Accept: application/fhir+json` or `_format=fhir`, a Bundle of FHIR "
+                "RiskAssessment resources (serving/risk_assessment.py).",
                 "content": {
                     _JSON: {
                         "schema": _ref("FhirPrognosis"),
                         "example": _fhir_prognosis_example(),
-                    }
+                    },
+                    _FHIR_JSON: {"schema": _ref("FhirBundle")},
                 },
             },
             **_responses(_FHIR_ERRORS),

@@ -15,17 +15,20 @@ import traceback
 from collections.abc import Iterable
 from types import TracebackType
 
-import numpy as np
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.cds_auth import is_cds_route, unauthorized, verifier_from_file, verify_request
+from serving.fhir_refusals import body_limit
+from serving.json_depth import max_depth
 from serving.settings import Settings, load_settings
 from store.bentoml_compat import INTERNAL_LOGGERS
 
 __all__ = [
     "CALLER_STATE_KEY",
+    "CDS_CLIENT_STATE_KEY",
     "MAX_JSON_DEPTH",
     "MAX_TOKEN_CHARS",
     "PROTECTED_PREFIXES",
@@ -39,7 +42,10 @@ __all__ = [
 PROTECTED_PREFIXES = ("/v1", "/cds-services")
 """Routes under these prefixes need a bearer token when tokens are configured."""
 CALLER_STATE_KEY = "netprog_token_hash"
-"""Key in the ASGI scope's `state` holding the authenticated caller's token hash (or None)."""
+"""Key in the ASGI scope's `state` holding the authenticated caller's token hash (or None),
+or a verified CDS client's `cds:<issuer>[#tenant]`."""
+CDS_CLIENT_STATE_KEY = "netprog_cds_client"
+"""Key in the ASGI scope's `state` holding the verified CDS client (`VerifiedClient`)."""
 REDACTED_LOGGERS = (*INTERNAL_LOGGERS, "bentoml.serve", "uvicorn.error")
 """Loggers through which BentoML and uvicorn report request exceptions."""
 ACCESS_LOGGERS = ("uvicorn.access",)
@@ -63,10 +69,6 @@ _MALFORMED_CREDENTIAL = (
     f"{MAX_TOKEN_CHARS} characters of A-Z a-z 0-9 - . _ ~ + / (RFC 6750)"
 )
 _TOO_DEEP = f"the JSON body must nest arrays and objects at most {MAX_JSON_DEPTH} levels deep"
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-"""Opening brackets to +1, closing ones to -1 (as int8)."""
 
 
 class RequestGuard:
@@ -105,21 +107,33 @@ class RequestGuard:
         self.app = app
         self.json_routes = frozenset(json_routes)
         self.max_body_bytes = settings.max_body_bytes
+        self.max_record_body_bytes = settings.max_record_body_bytes
         self.token_hashes = tuple(bytes.fromhex(h) for h in settings.api_token_hashes)
+        self.cds_verifier = verifier_from_file(settings.cds_clients_file)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if self.cds_verifier is not None and is_cds_route(scope["path"]):
+            client = await verify_request(
+                self.cds_verifier, scope["path"], headers.getlist("authorization")
+            )
+            if client is None:
+                await unauthorized()(scope, receive, send)
+                return
+            scope.setdefault("state", {})[CALLER_STATE_KEY] = client.caller
+            scope["state"][CDS_CLIENT_STATE_KEY] = client
         rejection = self._check_headers(scope, headers)
         if rejection is not None:
             await rejection(scope, receive, send)
             return
-        body, complete = await self._read_body(receive)
+        limit = self._body_limit(scope["path"])
+        body, complete = await self._read_body(receive, limit)
         if body is None:
             if complete:
-                await self._too_large()(scope, receive, send)
+                await self._too_large(limit)(scope, receive, send)
             return
         if _is_protected(scope["path"]) and _is_json(headers) and json_depth_exceeds(body):
             await _error(400, _TOO_DEEP)(scope, receive, send)
@@ -129,7 +143,8 @@ class RequestGuard:
     def _check_headers(self, scope: Scope, headers: Headers) -> JSONResponse | None:
         """The answer refusing the request from its headers alone, or None to go on."""
         path = scope["path"]
-        if self.token_hashes and _is_protected(path):
+        cds_jwt = self.cds_verifier is not None and is_cds_route(path)
+        if self.token_hashes and _is_protected(path) and not cds_jwt:
             rejection, token_hash = self._authenticate(headers)
             if rejection is not None:
                 return rejection
@@ -142,9 +157,16 @@ class RequestGuard:
         if declared is not None:
             if not declared.strip().isdigit():
                 return _error(400, "Content-Length must be a whole number")
-            if int(declared) > self.max_body_bytes:
-                return self._too_large()
+            if int(declared) > self._body_limit(path):
+                return self._too_large(self._body_limit(path))
         return None
+
+    def _body_limit(self, path: str) -> int:
+        return body_limit(
+            path,
+            max_body_bytes=self.max_body_bytes,
+            max_record_body_bytes=self.max_record_body_bytes,
+        )
 
     def _authenticate(self, headers: Headers) -> tuple[JSONResponse | None, str | None]:
         values = headers.getlist("authorization")
@@ -168,7 +190,7 @@ class RequestGuard:
             return response, None
         return None, matched
 
-    async def _read_body(self, receive: Receive) -> tuple[bytes | None, bool]:
+    async def _read_body(self, receive: Receive, limit: int) -> tuple[bytes | None, bool]:
         """The whole body, or (None, True) past the limit, or (None, False) on disconnect."""
         chunks, size = [], 0
         while True:
@@ -177,16 +199,16 @@ class RequestGuard:
                 return None, False
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None, True
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), True
 
-    def _too_large(self) -> JSONResponse:
+    def _too_large(self, limit: int) -> JSONResponse:
         return _error(
             413,
-            f"request body must be at most {self.max_body_bytes} bytes; split large batches",
+            f"request body must be at most {limit} bytes; split large batches",
             {"Connection": "close"},
         )
 
@@ -201,15 +223,9 @@ def _is_json(headers: Headers) -> bool:
 
 
 def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether a JSON text nests arrays and objects deeper than `limit`, without parsing it.
-
-    Strings are removed first (brackets inside them do not nest); what remains of an invalid
-    text is counted as it stands, which can only turn one 400 into another.
-    """
-    steps = _JSON_STRING.sub(b"", body).translate(_STEPS, _NOT_BRACKETS)
-    if len(steps) <= limit:
-        return False
-    return bool(np.frombuffer(steps, dtype=np.int8).cumsum(dtype=np.int64).max() > limit)
+    """Whether a JSON text nests arrays and objects deeper than `limit`, without parsing it
+    (in bounded memory: serving/json_depth.py)."""
+    return max_depth(body, stop_above=limit) > limit
 
 
 def _unauthenticated(message: str, error: str | None = None) -> JSONResponse:

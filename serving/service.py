@@ -21,10 +21,13 @@ from model.exceptions import ModelError
 from model.predictor import Predictor
 from serving.answers import PrognosisService, caller_of, error_answer, json_answer, refusal
 from serving.audit import AuditLog
+from serving.cds_auth import verifier_from_file
 from serving.cds_hooks import cds_app
 from serving.detail import with_detail
 from serving.exceptions import AuditWriteError
-from serving.fhir import fhir_app
+from serving.fhir.routes import fhir_app
+from serving.fhir_refusals import FhirRefusalOutcomes
+from serving.harms import load_procedure_harms
 from serving.loading import RegisteredBundle, check_stored, load_verified, resolve_bundle_tag
 from serving.middleware import JsonRoutingErrors, install_request_timeout
 from serving.model_card import build_model_card
@@ -101,7 +104,10 @@ class NetPrognosis:
         self.card = build_model_card(stored, bundle)
         audit = AuditLog.from_settings(settings)
         audit.check_writable()
-        self.answers = PrognosisService(self.model_tag, Predictor(bundle), audit)
+        verifier_from_file(settings.cds_clients_file)  # a bad CDS clients file stops the start
+        self.answers = PrognosisService(
+            self.model_tag, Predictor(bundle, procedure_harms=load_procedure_harms()), audit
+        )
         """The answer path of every route, the mounted FHIR and CDS Hooks apps' included."""
         logger.info(
             "serving %s (trained on %s data); audit log %s",
@@ -133,6 +139,7 @@ class NetPrognosis:
                 caller=caller_of(ctx.request),
                 route=ROUTE_PROGNOSIS,
                 months_since_treatment=request.months_since_treatment,
+                contributions_over_time=request.contributions_over_time,
             )
         except ModelError as error:
             return _status(ctx, error_answer(422, str(error)))
@@ -182,6 +189,9 @@ if _SETTINGS.cors_allow_origins:
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"],
     )
+# Outside the guard (middleware added earlier wraps those added later): its refusals on the
+# FHIR route become OperationOutcomes (serving/fhir_refusals.py).
+SERVICE.add_asgi_middleware(FhirRefusalOutcomes)
 SERVICE.add_asgi_middleware(RequestGuard, json_routes=(ROUTE_PROGNOSIS, ROUTE_BATCH))
 SERVICE.add_asgi_middleware(JsonRoutingErrors)
 # The clinician form at `/`: BentoML tries the API and system routes before mounted apps and

@@ -67,7 +67,19 @@ class Settings(BaseSettings):
         True, description="fsync every audit append before the answer is sent (durability)."
     )
     max_body_bytes: int = Field(1_000_000, gt=0, description="Largest accepted request body.")
+    max_record_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        gt=0,
+        description="Largest accepted body on the FHIR route and the CDS Hooks calls, which "
+        "carry whole patient records (default 10 MiB; serving/fhir_refusals.py).",
+    )
     max_batch: int = Field(1000, ge=1, description="Most patients in one batch request.")
+    cds_clients_file: Path | None = Field(
+        None,
+        description="CDS Hooks 2.0 clients (YAML or JSON: issuers, their JWK Sets, allowed "
+        "`jku` URLs and FHIR servers; docs/ehr-integration.md). When set, every "
+        "`/cds-services` route needs a client JWT instead of an API token.",
+    )
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Origins allowed by CORS; empty (the default): CORS is off."
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,9 @@ import joblib
 import pandas as pd
 
 from model.bundle import ModelBundle
+from store import signing, training_store
 from store.bentoml_compat import bentoml_home, create_model_in, model_store_at, model_store_dir
+from store.checksums import sha256_of
 from store.exceptions import BundleIntegrityError, RegistryError
 
 MODEL_NAME = "netprog-bundle"
@@ -32,23 +33,16 @@ HOLDOUT_FILE = "holdout.parquet"
 TRAINING_IDS_FILE = "training_ids.json"
 
 
-def sha256_of(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_bundle(
     bundle: ModelBundle, write_extras: Callable[[str, Path], None] | None = None
 ) -> str:
     """Register `bundle` as a new model; returns its tag.
 
     `write_extras(tag, folder)`, when given, writes further artifacts (the report, the model
-    card, the held-out rows) into the model's folder once the tag is known; they are
-    checksummed with the bundle.
+    card, the index of the training-side files) into the model's folder once the tag is
+    known; they are checksummed with the bundle and, with `NETPROG_MODEL_SIGNING_KEY`, signed
+    (store/signing.py). Patient-level files go to the training-side store instead
+    (store/training_store.py).
 
     The model is assembled in a staging store beside the model store (BentoML writes it in a
     temporary folder, then copies it there) and enters the store by one `rename`, so a run
@@ -86,6 +80,10 @@ def save_bundle(
             }
             model.info.metadata["artifact_sha256"] = checksums
             model.info.metadata["tag"] = str(model.tag)
+            signing_key = signing.SigningSettings().model_signing_key
+            signing.sign_model_folder(
+                Path(model.path), str(model.tag), checksums, labels, signing_key
+            )
         _commit(store, model.tag)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -179,7 +177,8 @@ def model_card_paths(tag: str) -> tuple[Path, Path]:
 
 
 def verify(model: bentoml.Model) -> None:
-    """Check every artifact's SHA-256 against the one recorded at training time."""
+    """Check every artifact's SHA-256 against the one recorded at training time and, with
+    `NETPROG_MODEL_VERIFY_KEY` set, against the model's signed manifest (store/signing.py)."""
     recorded = model.info.metadata.get("artifact_sha256")
     if not isinstance(recorded, dict) or BUNDLE_FILE not in recorded:
         raise BundleIntegrityError(
@@ -196,6 +195,8 @@ def verify(model: bentoml.Model) -> None:
                 f"artifact {name} of model {model.tag} was altered after training (SHA-256 "
                 "mismatch); refusing to load it: retrain with `netprog train` or restore it"
             )
+    verify_key = signing.SigningSettings().model_verify_key
+    signing.verify_model_folder(Path(model.path), str(model.tag), verify_key)
 
 
 def load_bundle(tag: str | None = None) -> ModelBundle:
@@ -359,18 +360,29 @@ def rollback() -> str:
 
 
 def holdout_rows(tag: str) -> pd.DataFrame | None:
-    """The held-out test rows stored with model `tag` (verified), or None if it has none."""
-    model = get_model(tag)
-    verify(model)
-    path = Path(model.path_of(HOLDOUT_FILE))
-    return pd.read_parquet(path) if path.is_file() else None
+    """The held-out test rows of model `tag` (verified), or None if it has none.
+
+    They are kept in the training-side store (store/training_store.py), never in the
+    model's folder, which `bentoml build` copies into every Bento; models registered before
+    kept them in their folder, where they are still read.
+    """
+    path = _patient_file(tag, HOLDOUT_FILE)
+    return pd.read_parquet(path) if path is not None else None
 
 
 def training_patients(tag: str) -> set[str] | None:
     """Keyed hashes of the patients model `tag` was fitted on, or None if not recorded."""
-    model = get_model(tag)
-    verify(model)
-    path = Path(model.path_of(TRAINING_IDS_FILE))
-    if not path.is_file():
+    path = _patient_file(tag, TRAINING_IDS_FILE)
+    if path is None:
         return None
     return set(json.loads(path.read_text(encoding="utf-8"))["patient_sha256"])
+
+
+def _patient_file(tag: str, name: str) -> Path | None:
+    model = get_model(tag)
+    verify(model)
+    kept = training_store.verified_file(str(model.tag), Path(model.path), name)
+    if kept is not None:
+        return kept
+    legacy = Path(model.path_of(name))
+    return legacy if legacy.is_file() else None

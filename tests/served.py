@@ -51,8 +51,9 @@ def served(
     *,
     target: str = SERVICE,
     startup_seconds: float = STARTUP_SECONDS,
+    root: Path = ROOT,
 ) -> Iterator[Served]:
-    """Run `bentoml serve target` with `env` added to this process's environment.
+    """Run `bentoml serve target` from `root` with `env` added to this process's environment.
 
     Waits for ``/readyz`` to answer 200; raises RuntimeError, with the end of the server's
     output, if the process exits or is not ready within `startup_seconds`. The whole process
@@ -60,13 +61,13 @@ def served(
     """
     port = free_port()
     command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--working-dir", str(ROOT)]
+    command += ["--port", str(port), "--working-dir", str(root)]
     full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **env}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=root,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

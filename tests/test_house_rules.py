@@ -65,6 +65,17 @@ def _imports(name: str, path: Path) -> Iterator[str]:
                 target = target.rpartition(".")[0]
             if target and target != name:
                 yield target
+                yield from _packages_run_first(name, target)
+
+
+def _packages_run_first(name: str, target: str) -> Iterator[str]:
+    """The packages whose `__init__` importing `target` runs: `a.b.c` runs `a.b` first, unless
+    `name` is `a.b` or inside it (its `__init__` is then already running)."""
+    package = target.rpartition(".")[0]
+    while package:
+        if package in MODULES and not f"{name}.".startswith(f"{package}."):
+            yield package
+        package = package.rpartition(".")[0]
 
 
 IMPORT_GRAPH = {name: set(_imports(name, path)) for name, path in MODULES.items()}
@@ -126,6 +137,8 @@ def test_the_import_graph_sees_lazy_and_relative_imports():
     assert "store.registry" in IMPORT_GRAPH["serving.cli"]
     assert "training.cli" in IMPORT_GRAPH["netprog.cli"]
     assert "serving.fhir.conditions" in IMPORT_GRAPH["serving.fhir.mapper"]
+    # Importing `serving.fhir.errors` runs `serving/fhir/__init__.py` first.
+    assert "serving.fhir" in IMPORT_GRAPH["serving.records"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sksurv.util import Surv
 
+from model.background import risk_quantiles, summarise_background
 from model.bundle import MONTH_GRID, CurveModel, EndpointModel, ModelBundle
 from model.cox_inference import BreslowInference, fit_breslow_inference
 from model.estimators import ESTIMATORS, RELAXED_RIDGE
@@ -31,6 +32,7 @@ from model.schema import (
     effective_grades,
     encode,
 )
+from model.similar import similarity_tables
 from training.evidence import shrinkage_table
 from training.synthetic import CohortSpec
 from training.validate import hpfs_event_types
@@ -248,7 +250,7 @@ def fit_endpoint_models(
     )
     models: dict[str, dict[str, EndpointModel]] = {endpoint: {} for endpoint in targets}
     for (endpoint, name), full in full_of.items():
-        training_log_hazard = np.sort(full.log_hazard(design.to_numpy()))
+        training_log_hazard = risk_quantiles(full.log_hazard(design.to_numpy()))
         ensemble = ensemble_of.get((endpoint, name), [])
         models[endpoint][name] = EndpointModel(
             name, full, ensemble, training_log_hazard, components_of.get((endpoint, name), [])
@@ -392,7 +394,7 @@ def fit_bundle(
     cohort : DataFrame, shape = (n_patients, n_columns)
         A validated cohort (`training.validate.validate_cohort`); `true_*` columns are ignored.
     seed, n_bootstrap : int
-        Seeds every estimator, resample and the SHAP background; ensemble size per family.
+        Seeds every estimator, resample and the SHAP background's k-means; ensemble size.
     primary : dict, optional
         The primary model family per endpoint (from cross-validation); coxnet by default.
     estimator_params : dict, optional
@@ -427,10 +429,21 @@ def fit_bundle(
         propensity=fit_propensity(cohort, seed),
         propensity_features=PROPENSITY_FEATURES,
         support_counts=support_counts(cohort),
-        shap_background=design.sample(min(background_size, len(design)), random_state=seed),
+        **_background(design, background_size, seed),
         **_follow_up(cohort),
+        similar_patients=similarity_tables(cohort, design.to_numpy(), models),
         metadata={**metadata, **_run_metadata(cohort, cohort_label, seed, n_bootstrap)},
     )
+
+
+def _background(design: pd.DataFrame, background_size: int, seed: int) -> dict:
+    """The bundle's explanation background: weighted k-means centres, never a patient's row."""
+    background = summarise_background(design, n_clusters=min(20, background_size), seed=seed)
+    return {
+        "shap_background": background.centres,
+        "shap_background_weights": background.weights,
+        "shap_background_patients": background.n_patients,
+    }
 
 
 def _follow_up(cohort: pd.DataFrame) -> dict:

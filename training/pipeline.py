@@ -16,7 +16,7 @@ from joblib import Parallel, delayed
 
 from model.bundle import ModelBundle
 from model.schema import ENDPOINTS
-from store import registry
+from store import registry, training_store
 from training import evaluate
 from training.cohorts import (
     BUILT_IN_COHORT,
@@ -265,8 +265,16 @@ def _extras_writer(bundle, results, cohort, development, held_out):
         report_sections.append_to_report(folder / "report.html", results)
         card = model_card.build_model_card(tag, bundle, results, cohort)
         model_card.write_model_card(card, folder)
-        held_out.to_parquet(folder / registry.HOLDOUT_FILE, index=False)
         ids = {"patient_sha256": sorted(patient_hashes(development["patient_id"]))}
-        (folder / registry.TRAINING_IDS_FILE).write_text(json.dumps(ids), encoding="utf-8")
+        training_store.write_patient_files(
+            tag,
+            folder,
+            {
+                registry.HOLDOUT_FILE: lambda path: held_out.to_parquet(path, index=False),
+                registry.TRAINING_IDS_FILE: lambda path: path.write_text(
+                    json.dumps(ids), encoding="utf-8"
+                ),
+            },
+        )
 
     return write_extras

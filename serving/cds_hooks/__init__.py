@@ -7,7 +7,8 @@ checked), `cards` (built from the audited prognosis itself, never re-parsed), `f
 `GET /cds-services` lists two services: `net-embolotherapy-prognosis` for the `patient-view`
 hook and `net-embolotherapy-prognosis-order` for `order-select`, whose draft embolization
 order (its selected ServiceRequest) sets the planned modality. Each asks the EHR to prefetch
-what `data/fhir_mapping.yaml` reads; the service never queries the EHR's FHIR server itself.
+what `data/fhir_mapping.yaml` reads; what the prefetch lacks is fetched from the EHR's FHIR
+server, or the call answered 412 (serving/prefetch_fetch.py).
 The prefetched resources are validated and mapped by `serving.fhir`, and the answer is one
 card: the median OS and HPFS (hepatic progression or death) for the planned modality in its
 summary, the modality comparison, the cumulative incidence of hepatic progression (death as a
@@ -16,10 +17,9 @@ disclaimer in its detail, and a link to
 the clinician form filled in with the patient. A request that lacks what the model needs is
 answered with a card that says what is missing, never with an error.
 
-Auth: when bearer tokens are configured (`NETPROG_API_TOKEN_HASHES`), these routes need one,
-exactly as `/v1` does. CDS Hooks 2.0 clients send a signed JWT instead; verifying it (issuer
-allow-list, JWKS signature, audience, expiry) is a deployment step in front of the service,
-described in docs/ehr-integration.md.
+Auth: with `NETPROG_CDS_CLIENTS_FILE`, every call needs the CDS Hooks 2.0 client JWT, verified
+by serving/cds_auth.py; without it, when bearer tokens are configured
+(`NETPROG_API_TOKEN_HASHES`), these routes need one, exactly as `/v1` does.
 
 Feedback (`POST /cds-services/{id}/feedback`) is written to the audit log as a `feedback`
 record keyed by the card's uuid, which is the prediction's id: the outcome, the modality the
@@ -40,6 +40,7 @@ from serving.cds_hooks.discovery import (
     ROUTE_DISCOVERY,
     SERVICE_ID,
     discovery,
+    prefetch_templates,
 )
 from serving.cds_hooks.feedback import feedback_entries
 from serving.cds_hooks.models import (
@@ -78,6 +79,7 @@ __all__ = [
     "missing_card",
     "parse_hook_request",
     "prefetch_resources",
+    "prefetch_templates",
     "prognosis_card",
     "suggestion_uuid",
 ]

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from model.schema import MODALITIES, Patient
 from serving.cds_hooks.discovery import LOCAL_SYSTEM, NEEDED_PREFETCH, OVERRIDE_REASONS, SERVICE_ID
 from serving.fhir import FhirIssue, MappedPatient
+from serving.harms import harms_markdown
 
 __all__ = [
     "INCIDENCE_CARD_MONTHS",
@@ -147,6 +148,9 @@ def card_detail(prognosis: Mapping[str, Any], mapped: MappedPatient, missing: Se
         )
     if assumed:
         lines += ["", "**Assumed, not recorded**", *assumed]
+    harms = harms_markdown(prognosis.get("procedure_harms"))
+    if harms:
+        lines += ["", *harms]
     caveat = prognosis["os"]["modalities"][0]["caveat"]
     lines += ["", f"_{caveat}_", "", f"**{prognosis['disclaimer']}**"]
     return "\n".join(lines)

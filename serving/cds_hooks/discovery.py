@@ -90,7 +90,8 @@ def discovery(mapping: FhirMapping | None = None) -> dict:
     prefetch = prefetch_templates(mapping)
     usage = (
         "Adults with liver metastases of a neuroendocrine tumour considered for TACE, TAE or "
-        "SIRT. Needs the prefetch (the service does not query the FHIR server). The default "
+        "SIRT. Needs the prefetch; what it lacks is fetched from fhirServer when that server "
+        "is allow-listed for the EHR, else the call is answered 412. The default "
         "models are trained on synthetic data and are not for clinical use."
     )
     return {

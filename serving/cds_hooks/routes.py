@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -18,10 +20,11 @@ from serving.answers import (
     refusal,
 )
 from serving.cds_hooks.cards import missing_card, prognosis_card
-from serving.cds_hooks.discovery import HOOKS, ROUTE_DISCOVERY, discovery
+from serving.cds_hooks.discovery import HOOKS, ROUTE_DISCOVERY, discovery, prefetch_templates
 from serving.cds_hooks.feedback import feedback_entries
 from serving.cds_hooks.requests import (
     CdsRequestError,
+    HookRequest,
     parse_hook_request,
     prefetch_resources,
     selected_orders,
@@ -30,12 +33,22 @@ from serving.exceptions import AuditWriteError
 from serving.fhir import (
     FhirBundleIncomplete,
     FhirInputError,
+    FhirResource,
     FhirValidationError,
     map_patient,
-    mapped_prognosis,
     plans_embolization,
     read_json,
 )
+from serving.fhir.routes import mapped_prognosis
+from serving.prefetch_fetch import (
+    PrefetchUnavailable,
+    complete_prefetch,
+    plan_for,
+    precondition_outcome,
+)
+from serving.record_rules import apply_record_rules
+from serving.risk_assessment import FHIR_JSON, risk_assessment_suggestion
+from serving.security import CDS_CLIENT_STATE_KEY
 
 __all__ = ["cds_app"]
 
@@ -49,13 +62,34 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _answer_hook(
-    service: PrognosisService, request: Request, service_id: str, body: bytes
-) -> Response:
+def _read_hook(
+    request: Request, service_id: str, body: bytes
+) -> tuple[HookRequest, list | None, list[FhirResource], list[str]] | Response:
+    """The hook request, its selected orders and its resources (prefetched, else fetched), or
+    the answer that ends the call: no card for a non-embolization order (before any fetch),
+    400 for an invalid request or invalid sent prefetch (validated before any fetch), 412 when
+    what the prefetch lacks cannot be fetched (serving/prefetch_fetch.py)."""
     try:
-        hook_request = parse_hook_request(service_id, read_json(body))
-        resources, missing = prefetch_resources(hook_request)
+        raw = read_json(body)
+        hook_request = parse_hook_request(service_id, raw)
         planned = selected_orders(hook_request) if hook_request.hook == "order-select" else None
+        if planned is not None and not plans_embolization(planned):
+            # the order being selected is not an embolization: nothing to say, nothing to fetch
+            return JSONResponse({"cards": []})
+        resources, missing = prefetch_resources(hook_request)  # what was sent: 400 first
+        fetched = complete_prefetch(
+            hook_request.prefetch,
+            templates=prefetch_templates(),
+            patient_id=hook_request.patient_id,
+            body=cast("Mapping[str, Any]", raw),  # a JSON object: parse_hook_request
+            plan=plan_for(request.scope.get("state", {}).get(CDS_CLIENT_STATE_KEY)),
+        )
+        if missing and fetched != hook_request.prefetch:
+            hook_request = dataclasses.replace(hook_request, prefetch=fetched)
+            resources, missing = prefetch_resources(hook_request)
+    except PrefetchUnavailable as error:
+        logger.info("CDS Hooks request refused (412): prefetch missing (%s)", error.reason)
+        return JSONResponse(precondition_outcome(error), status_code=412, media_type=FHIR_JSON)
     except CdsRequestError as error:
         logger.info("CDS Hooks request refused (400): not a valid %s request", service_id)
         return error_answer(400, str(error))
@@ -66,12 +100,20 @@ def _answer_hook(
             error.kinds(),
         )
         return JSONResponse(error.operation_outcome(), status_code=400)
+    return hook_request, planned, resources, missing
+
+
+def _answer_hook(
+    service: PrognosisService, request: Request, service_id: str, body: bytes
+) -> Response:
+    read = _read_hook(request, service_id, body)
+    if isinstance(read, Response):
+        return read
+    hook_request, planned, resources, missing = read
     base = _base_url(request)
-    if planned is not None and not plans_embolization(planned):
-        # the order being selected is not an embolization: nothing to say
-        return JSONResponse({"cards": []})
+    ruled = apply_record_rules(resources, planned=planned)
     try:
-        mapped = map_patient(resources, planned=planned)
+        mapped = map_patient(ruled.resources, planned=planned)
     except FhirBundleIncomplete as error:
         logger.info(
             "CDS Hooks %s: no prognosis, %d item(s) missing (values are not logged)",
@@ -83,7 +125,13 @@ def _answer_hook(
     prognosis = mapped_prognosis(service, request, route, mapped, with_patient=False)
     if isinstance(prognosis, Response):
         return prognosis
+    prognosis["warnings"] = [*prognosis.get("warnings", []), *ruled.warnings]
     card = prognosis_card(prognosis, mapped, base_url=base, missing_prefetch=missing)
+    card["suggestions"].append(
+        risk_assessment_suggestion(
+            prognosis, mapped.provenance, patient_id=hook_request.patient_id, card_uuid=card["uuid"]
+        )
+    )
     return JSONResponse({"cards": [card]})
 
 

@@ -3,7 +3,9 @@
 The package's parts, in the order a request meets them: `codes` (the code table of
 `data/fhir_mapping.yaml`), `parsing` (validation with fhir.resources), `mapper` and one module
 per resource type (the patient and where each field came from), `errors` (one issue per
-problem, never quoting a value) and `routes` (`POST /v1/fhir/prognosis`). Written by hand
+problem, never quoting a value); the route `POST /v1/fhir/prognosis` is `serving.fhir.routes`,
+imported from there (this package's names are the mapping's only, so that the record layer
+under the route can use them without importing the route back). Written by hand
 because no library maps clinical FHIR resources to a model's features; the parsing and
 validation are fhir.resources'.
 """
@@ -18,25 +20,15 @@ from serving.fhir.parsing import (
     READ_RESOURCE_TYPES,
     FhirResource,
     parse_bundle,
+    read_json,
     validate_resources,
 )
 from serving.fhir.plans import plans_embolization
-from serving.fhir.routes import (
-    EXAMPLE_BUNDLE,
-    FHIR_MEDIA_TYPES,
-    ROUTE_FHIR_PROGNOSIS,
-    fhir_app,
-    mapped_prognosis,
-    read_json,
-)
 
 __all__ = [
-    "EXAMPLE_BUNDLE",
-    "FHIR_MEDIA_TYPES",
     "FHIR_VERSION",
     "MAPPING_PATH",
     "READ_RESOURCE_TYPES",
-    "ROUTE_FHIR_PROGNOSIS",
     "FhirBundleIncomplete",
     "FhirInputError",
     "FhirIssue",
@@ -45,9 +37,7 @@ __all__ = [
     "FhirValidationError",
     "MappedPatient",
     "default_mapping",
-    "fhir_app",
     "map_patient",
-    "mapped_prognosis",
     "mapping_table",
     "parse_bundle",
     "patient_from_bundle",

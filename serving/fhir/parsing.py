@@ -9,6 +9,7 @@ an R4-only type elsewhere in a Bundle does not reject it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "REQUIRED_BINDINGS",
     "FhirResource",
     "parse_bundle",
+    "read_json",
     "validate_resources",
 ]
 
@@ -100,6 +102,16 @@ class FhirResource:
         if element is not None:
             ref["element"] = element
         return ref
+
+
+def read_json(body: bytes) -> object:
+    """The body as JSON; raises FhirValidationError (without quoting the body) otherwise."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise FhirValidationError(
+            [FhirIssue("structure", "the body must be JSON, but it could not be parsed")]
+        ) from None
 
 
 def parse_bundle(raw: object) -> list[FhirResource]:

@@ -21,8 +21,10 @@ from serving.answers import (
 )
 from serving.exceptions import AuditWriteError
 from serving.fhir.codes import MAPPING_PATH
-from serving.fhir.errors import FhirInputError, FhirIssue, FhirValidationError
-from serving.fhir.mapper import MappedPatient, patient_from_bundle
+from serving.fhir.errors import FhirInputError, FhirIssue
+from serving.fhir.mapper import MappedPatient
+from serving.records import answer_fields, map_record, read_record
+from serving.risk_assessment import prognosis_bundle, wants_fhir
 
 __all__ = [
     "EXAMPLE_BUNDLE",
@@ -31,7 +33,6 @@ __all__ = [
     "fhir_app",
     "mapped_prognosis",
     "outcome_answer",
-    "read_json",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,16 +50,6 @@ EXAMPLE_BUNDLE = json.loads(
     )
 )
 """The Bundle of `serving.schemas.EXAMPLE_PATIENT`, the route's documented example."""
-
-
-def read_json(body: bytes) -> object:
-    """The body as JSON; raises FhirValidationError (without quoting the body) otherwise."""
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise FhirValidationError(
-            [FhirIssue("structure", "the body must be JSON, but it could not be parsed")]
-        ) from None
 
 
 def outcome_answer(status_code: int, issues: Sequence[FhirIssue]) -> JSONResponse:
@@ -96,7 +87,7 @@ def mapped_prognosis(
 
 def _fhir_answer(service: PrognosisService, request: Request, body: bytes) -> Response:
     try:
-        mapped = patient_from_bundle(read_json(body))
+        mapped, ruled = map_record(read_record(body))
     except FhirInputError as error:
         logger.info(
             "FHIR bundle refused (%d): %d issue(s) of kind %s (values are not logged)",
@@ -106,7 +97,13 @@ def _fhir_answer(service: PrognosisService, request: Request, body: bytes) -> Re
         )
         return outcome_answer(error.status_code, error.issues)
     answer = mapped_prognosis(service, request, ROUTE_FHIR_PROGNOSIS, mapped, with_patient=True)
-    return answer if isinstance(answer, Response) else json_answer(answer)
+    if isinstance(answer, Response):
+        return answer
+    response = json_answer({**answer, **answer_fields(answer, ruled)})
+    if wants_fhir(request.headers.get("accept"), request.query_params.get("_format")):
+        fhir_body = prognosis_bundle(json.loads(response.body), mapped.provenance)
+        return json_answer(fhir_body, media_type=_FHIR_JSON)
+    return response
 
 
 @fhir_app.post(
@@ -131,7 +128,9 @@ async def fhir_prognosis(request: Request, service: Answers) -> Response:
     Invalid FHIR is a 400 and a Bundle lacking what the model needs a 422, both answered as a
     FHIR OperationOutcome with one issue per problem (the resource and element, or the missing
     item and the codes that would supply it); values are never echoed. Audited like
-    `/v1/prognosis`.
+    `/v1/prognosis`. A whole record up to 10 MiB is read (`set_aside` and the warnings say what
+    the conflict rules set aside); with `Accept: application/fhir+json` or `_format=fhir` the
+    answer is a Bundle of FHIR RiskAssessment resources (serving/risk_assessment.py).
     """
     rejection = media_type_rejection(request, FHIR_MEDIA_TYPES)
     if rejection is not None:

@@ -82,7 +82,8 @@ def test_a_figure_for_another_sections_target_is_refused(tmp_path):
 
 def test_every_target_belongs_to_a_section_the_run_knows():
     assert {target.section for target in TARGETS.values()} == set(SECTIONS)
-    assert run.BENCHES == SECTIONS
+    assert set(run.BENCHES) | set(run.ON_REQUEST) == set(SECTIONS)
+    assert run.BENCHES == tuple(name for name in SECTIONS if name not in run.ON_REQUEST)
 
 
 @pytest.mark.parametrize("module", BENCH_MODULES, ids=lambda path: path.name)
@@ -114,7 +115,8 @@ def test_a_missing_benchmark_is_skipped_in_a_full_run_and_refused_when_asked_for
     )
 
     assert run.main(["--no-write"]) == 0
-    assert started == [f"bench.{name}" for name in SECTIONS if name != "coverage"]
+    assert started == [f"bench.{name}" for name in run.BENCHES if name != "coverage"]
+    assert "bench.versus" not in started  # needs --ref: run on request only
     assert "== coverage: skipped (module bench.coverage not present)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as refused:
         run.main(["--only", "coverage", "--no-write"])

@@ -19,12 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.fhir_refusals import RECORD_ROUTE_PREFIXES
 from serving.security import MAX_JSON_DEPTH, MAX_TOKEN_CHARS, PROTECTED_PREFIXES
 from tests.reliability.conftest import AUTH, TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "data" / "examples"
 MAX_BODY_BYTES = 1_000_000
+MAX_RECORD_BYTES = 10 * 1024 * 1024
 MAX_BATCH = 1000
 UNDOCUMENTED_ROUTES: tuple[tuple[str, str], ...] = ()
 """(method, path) of protected routes the OpenAPI document does not list."""
@@ -222,7 +224,7 @@ def test_every_protected_route_refuses_each_unusable_credential_before_the_model
 
             assert response.status_code == status, (str(route), name, response.text[:200])
             assert response.headers["www-authenticate"] == challenge, (str(route), name)
-            assert GUARD_ERRORS.match(response.json()["error"]), (str(route), name)
+            assert GUARD_ERRORS.match(refusal_message(response)), (str(route), name)
             refused.append((str(route), name))
 
     assert len(refused) == len(routes) * len(variants) >= 9 * len(variants)
@@ -271,29 +273,45 @@ def post_routes(routes: list[Route]) -> list[Route]:
     return [route for route in routes if route.method == "POST"]
 
 
-def test_a_body_declared_over_one_megabyte_is_413_on_every_post_route(client, routes, audit):
-    before = audit.count()
-    body = b"[" + b" " * (MAX_BODY_BYTES - 1) + b"]"
-    assert len(body) == MAX_BODY_BYTES + 1
+def body_limit_of(path: str) -> int:
+    """1 MB, or 10 MiB on the routes that carry whole patient records (FHIR, CDS Hooks)."""
+    return MAX_RECORD_BYTES if path.startswith(RECORD_ROUTE_PREFIXES) else MAX_BODY_BYTES
 
-    answers = {
-        route.path: send(client, route, AUTH["authorization"], content=body, headers=JSON_TYPE)
-        for route in post_routes(routes)
-    }
+
+def refusal_message(response: httpx.Response) -> str:
+    """The message of a refusal: `error`, or an OperationOutcome's diagnostics (FHIR routes)."""
+    body = response.json()
+    if body.get("resourceType") == "OperationOutcome":
+        return body["issue"][0]["diagnostics"]
+    return body["error"]
+
+
+def test_a_body_declared_over_its_limit_is_413_on_every_post_route(client, routes, audit):
+    before = audit.count()
+
+    answers = {}
+    for route in post_routes(routes):
+        limit = body_limit_of(route.path)
+        body = b"[" + b" " * (limit - 1) + b"]"
+        assert len(body) == limit + 1
+        answers[route.path] = (
+            limit,
+            send(client, route, AUTH["authorization"], content=body, headers=JSON_TYPE),
+        )
 
     assert len(answers) >= 6
-    for path, response in answers.items():
+    for path, (limit, response) in answers.items():
         assert response.status_code == 413, path
-        assert "at most 1000000 bytes" in response.json()["error"], path
+        assert f"at most {limit} bytes" in refusal_message(response), path
     assert audit.count() == before
 
 
-def test_a_chunked_body_over_one_megabyte_is_413_on_every_post_route(client, routes, audit):
+def test_a_chunked_body_over_its_limit_is_413_on_every_post_route(client, routes, audit):
     before = audit.count()
 
-    def chunks() -> Iterator[bytes]:
+    def chunks(limit: int) -> Iterator[bytes]:
         yield b"["
-        for _ in range(11):
+        for _ in range(limit // 100_000 + 1):
             yield b" " * 100_000
         yield b"]"
 
@@ -301,7 +319,7 @@ def test_a_chunked_body_over_one_megabyte_is_413_on_every_post_route(client, rou
     for route in post_routes(routes):
         response = client.post(
             route.path,
-            content=chunks(),
+            content=chunks(body_limit_of(route.path)),
             headers={**AUTH, **JSON_TYPE},
         )
         assert "content-length" not in response.request.headers
@@ -362,7 +380,7 @@ def test_deep_nesting_and_huge_numbers_get_a_clean_4xx_quickly_on_every_post_rou
             answers[route.path, name] = (response.status_code, time.monotonic() - started)
             assert 400 <= response.status_code < 500, (route.path, name, response.text[:300])
             if "deep" in name and "100,000" in name:
-                assert response.json()["error"].startswith("the JSON body must nest"), name
+                assert refusal_message(response).startswith("the JSON body must nest"), name
 
     assert len(answers) == len(post_routes(routes)) * len(HOSTILE_BODIES)
     assert max(seconds for _, seconds in answers.values()) < 5

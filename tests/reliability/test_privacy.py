@@ -379,11 +379,11 @@ def cds_hooks(send: Sender, canaries: Canaries) -> dict:
     canaries.forget("cds_missing_burden")
     send(
         path,
-        "missing prefetch: a card, no prognosis",
+        "missing prefetch, nothing to fetch it with: a 412, no prognosis",
         PATIENT_VIEW,
         missing,
         valid=True,
-        expect=200,
+        expect=412,
     )
 
     def spoilt(prefix: str, change) -> dict:
@@ -691,6 +691,9 @@ def test_each_valid_prediction_is_audited_with_the_digest_of_its_canary_values(e
             assert answer["patient"]["tumor_burden_percent"] == float(burden)
             expected = [(answer["prediction_id"], digest(answer["patient"]))]
         else:
+            if sent.answer.status_code == 412:
+                assert answer["resourceType"] == "OperationOutcome"
+                continue
             if not answer["cards"][0].get("links"):
                 assert answer["cards"][0]["summary"].startswith("No prognosis")
                 continue

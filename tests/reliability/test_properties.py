@@ -851,7 +851,8 @@ def test_any_patient_sent_as_cds_hooks_prefetch_gets_one_prognosis_card(api, bud
         assert response.status_code == 200
         [card] = CdsCards.model_validate(response.json()).cards
         assert card.suggestions is not None, card.detail
-        assert [s["label"][-4:].strip(" :") for s in card.suggestions] == list(MODALITIES)
+        decisions = card.suggestions[: len(MODALITIES)]
+        assert [s["label"][-4:].strip(" :") for s in decisions] == list(MODALITIES)
         assert "median OS" in card.summary
 
     check()

@@ -10,6 +10,7 @@ import pytest
 from model.bundle import MONTH_GRID
 from model.predictor import INCIDENCE_MEASURE, SYNTHETIC_DISCLAIMER, Predictor
 from model.schema import Patient
+from serving.harms import load_procedure_harms
 from serving.schemas import ModelCard, Prognosis, PrognosisList
 from tests.serving.conftest import EXAMPLES, FIXTURE_PATIENTS, example
 
@@ -37,7 +38,8 @@ def test_each_example_patient_gets_a_complete_prognosis_with_a_fresh_prediction_
 
 def test_the_answer_is_the_predictor_output_plus_only_the_prediction_id(client, fixture_bundle):
     request = example("g2_pancreas_sirt.json")
-    expected = Predictor(fixture_bundle).prognosis(Patient(**request["patient"]))
+    predictor = Predictor(fixture_bundle, procedure_harms=load_procedure_harms())
+    expected = predictor.prognosis(Patient(**request["patient"]))
 
     answer = client.post("/v1/prognosis", json=request).json()
 

@@ -24,6 +24,7 @@ from serving.cds_hooks import (
 )
 from serving.fhir import patient_from_bundle
 from serving.settings import hash_token
+from tests.serving.fhir_schema import assert_fhir
 from tests.serving.test_logging import formatted
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,9 +166,14 @@ def test_the_card_holds_the_comparison_caveat_disclaimer_and_a_form_link_with_th
     assert Patient.model_validate(
         {k: {"true": True, "false": False}.get(v, v) for k, v in fields.items()}
     ) == Patient(**reference["patient"])
-    assert [s["uuid"] for s in card["suggestions"]] == [
+    *decisions, file_it = card["suggestions"]
+    assert [s["uuid"] for s in decisions] == [
         suggestion_uuid(card["uuid"], m) for m in ("TACE", "TAE", "SIRT")
     ]
+    assert [a["resource"]["resourceType"] for a in file_it["actions"]] == ["RiskAssessment"] * 3
+    for action in file_it["actions"]:
+        subject = assert_fhir(action["resource"])["subject"]
+        assert subject == {"reference": "Patient/net-g2-pancreas"}
     assert card["overrideReasons"] == list(OVERRIDE_REASONS)
 
 
@@ -234,34 +240,30 @@ def test_an_order_select_for_an_order_that_is_not_an_embolization_has_no_card(ma
     assert response.json() == {"cards": []}
 
 
-def test_missing_prefetch_is_a_card_saying_what_is_missing_and_no_prediction(make_client):
+def test_missing_needed_prefetch_without_a_fhir_server_is_a_412_and_no_prediction(make_client):
     client = make_client()
 
     response = client.post(PATIENT_VIEW, json=example("cds_patient_view_missing_prefetch.json"))
 
-    card = one_card(response)
-    assert card["indicator"] == "info"
-    assert card["summary"].startswith("No prognosis: 4 item(s)")
-    lines = card["detail"].splitlines()
-    assert "- not sent by the EHR (prefetch): conditions, observations" in lines[2]
-    assert [line.split(":")[0] for line in lines[3:]] == [
-        "- primary_site",
-        "- liver_metastases",
-        "- who_grade or ki67_percent",
-        "- tumor_burden_percent",
-    ]
-    assert "LOINC 29593-1" in card["detail"]
+    assert response.status_code == 412
+    [issue] = assert_fhir(response.json())["issue"]
+    assert issue["code"] == "incomplete"
+    assert issue["diagnostics"].startswith("the prefetch lacks conditions, observations, which")
     assert client.audit_log.read_text(encoding="utf-8") == ""
 
 
 @pytest.mark.parametrize("prefetch", [None, {}])
-def test_a_request_without_any_prefetch_is_still_a_card(make_client, prefetch):
+def test_a_request_without_any_prefetch_is_a_412(make_client, prefetch):
     request = example("cds_patient_view.json")
     request["prefetch"] = prefetch
 
-    card = one_card(make_client().post(PATIENT_VIEW, json=request))
+    response = make_client().post(PATIENT_VIEW, json=request)
 
-    assert card["summary"].startswith("No prognosis: 5 item(s)")
+    assert response.status_code == 412
+    assert (
+        "lacks patient, conditions, observations"
+        in assert_fhir(response.json())["issue"][0]["diagnostics"]
+    )
 
 
 def test_missing_optional_prefetch_still_gives_a_prognosis_that_says_what_was_assumed(

@@ -44,8 +44,8 @@ def test_secrets_and_audit_files_are_kept_out_of_the_bento(bentofile):
     assert {"**/*.salt", "**/*.jsonl", ".env", "tests/"} <= set(excluded)
 
 
-@pytest.mark.slow
-def test_bentoml_build_makes_a_bento_that_carries_the_served_model(model_tag, tmp_path):
+def build_bento(model_tag: str, tmp_path: Path) -> tuple[str, Path]:
+    """`bentoml build` of this project serving `model_tag`: the Bento's tag and folder."""
     env = {
         **os.environ,
         "BENTOML_DO_NOT_TRACK": "true",
@@ -58,13 +58,18 @@ def test_bentoml_build_makes_a_bento_that_carries_the_served_model(model_tag, tm
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert build.returncode == 0, build.stderr[-3000:]
     bento_tag = build.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     name, version = bento_tag.split(":")
-    bento_dir = Path(os.environ["BENTOML_HOME"]) / "bentos" / name / version
+    return bento_tag, Path(os.environ["BENTOML_HOME"]) / "bentos" / name / version
+
+
+@pytest.mark.slow
+def test_bentoml_build_makes_a_bento_that_carries_the_served_model(model_tag, tmp_path):
+    bento_tag, bento_dir = build_bento(model_tag, tmp_path)
 
     info = yaml.safe_load((bento_dir / "bento.yaml").read_text(encoding="utf-8"))
     [service] = info["services"]

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from model.bundle import MONTH_GRID
-from store import registry
+from store import registry, training_store
 from training import cross_validation
 from training.cli import main
 from training.evaluate import harrell_c, oracle_risk, oracle_survival
@@ -98,9 +98,12 @@ def test_train_registers_a_bundle_with_its_report_metrics_and_checksums(trained)
         "metrics.json",
         "model_card.md",
         "model_card.json",
-        "holdout.parquet",
-        "training_ids.json",
+        "training_side.json",
     }
+    side = training_store.folder_of(str(model.tag))
+    assert {p.name for p in side.iterdir()} == {"holdout.parquet", "training_ids.json"}
+    assert not (Path(model.path) / "holdout.parquet").exists()
+    assert len(registry.holdout_rows(str(model.tag))) == metadata["holdout"]["n_patients"]
     assert set(metadata["metrics"]) == {"hpfs", "os"}
     assert set(metadata["held_out_metrics"]["os"]) == {"coxnet", "xgboost"}
     assert (report_dir / "report.html").read_text().count("not for clinical use") >= 1

@@ -321,7 +321,8 @@
       const response = await call("v1/prognosis", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
+        // The form draws the contributions over time (serving/web/static/views.js).
+        body: JSON.stringify({ ...body, contributions_over_time: true }),
       });
       const answer = await response.json().catch(() => null);
       if (response.status === 400 && answer && Array.isArray(answer.detail)) {
@@ -414,6 +415,7 @@
     renderTables(prognosis);
     renderWarnings(prognosis);
     renderProvenance(prognosis);
+    if (window.netprogViews) window.netprogViews.render(prognosis);
     const hpfs = prognosis.hpfs.median_months;
     const os = prognosis.os.median_months;
     status.textContent = `Prognosis ready under ${planned}: median HPFS ${medianText(hpfs)}, median OS ${medianText(os)}.`;
