@@ -30,6 +30,72 @@ def harrell_c(event, time, risk) -> float:
     return float(concordance_index(time, -risk, event))
 
 
+def bootstrap_harrell_c(event, time, risk, counts, tied_tol: float = 1e-8) -> np.ndarray:
+    """Harrell's C of every bootstrap resample of the same rows, in one O(n log n) pass.
+
+    A resample that draws row ``j`` ``counts[b, j]`` times has the concordance of
+    :func:`harrell_c` on those rows repeated: every comparable pair of copies counts, each
+    copy of a pair as often as both were drawn, so resample ``b`` is the concordance with
+    weights ``counts[b]`` on both members of a pair (sksurv's comparable pairs and risk
+    tolerance). All resamples are counted together by a Fenwick tree over the risk ranks whose
+    cells hold one weight sum per resample. Written here because the held-out interval
+    otherwise recounted the whole statistic for each of its 200 resamples, the single largest
+    cost of evaluating 20,000 held-out patients (lifelines' tree, some 0.1 s each).
+
+    Parameters
+    ----------
+    event, time, risk : ndarray, shape = (n_samples,)
+    counts : ndarray of int, shape = (n_resamples, n_samples)
+        How often each resample drew each row.
+
+    Returns
+    -------
+    harrell_c : ndarray, shape = (n_resamples,)
+        NaN for a resample without a comparable pair.
+    """
+    event, time = np.asarray(event, dtype=bool), np.asarray(time, dtype=float)
+    risk = np.asarray(risk, dtype=float)
+    weights = np.asarray(counts, dtype=float).T  # (n_samples, n_resamples)
+    levels = np.unique(risk)
+    rank = np.searchsorted(levels, risk)
+    below = np.searchsorted(levels, risk - tied_tol, side="left")
+    up_to = np.searchsorted(levels, risk + tied_tol, side="right")
+    tree = np.zeros((len(levels) + 1, weights.shape[1]))
+    inserted = np.zeros(weights.shape[1])
+    numerator = np.zeros(weights.shape[1])
+    denominator = np.zeros(weights.shape[1])
+
+    def add(position: int, weight: np.ndarray) -> None:
+        position += 1
+        while position < len(tree):
+            tree[position] += weight
+            position += position & -position
+
+    def below_rank(position: int) -> np.ndarray:
+        total = np.zeros(weights.shape[1])
+        while position > 0:
+            total += tree[position]
+            position -= position & -position
+        return total
+
+    order = np.argsort(-time, kind="stable")  # longest follow-up first
+    for group in np.split(order, np.flatnonzero(np.diff(time[order])) + 1):
+        events, censored = group[event[group]], group[~event[group]]
+        for j in censored:  # comparable to the events at the same time
+            add(int(rank[j]), weights[j])
+        inserted += weights[censored].sum(axis=0)
+        for i in events:
+            concordant = below_rank(int(below[i]))
+            tied = below_rank(int(up_to[i])) - concordant
+            numerator += weights[i] * (concordant + 0.5 * tied)
+            denominator += weights[i] * inserted
+        for i in events:
+            add(int(rank[i]), weights[i])
+        inserted += weights[events].sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
 def uno_c(y_train, y_test, risk, tau: float) -> float:
     """Uno's IPCW concordance of `risk` truncated at `tau`, as sksurv computes it.
 
