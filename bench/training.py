@@ -51,9 +51,11 @@ import psutil
 from bench.common import (
     SECTION_TITLES,
     TARGETS,
+    _commit,
     command_line,
     environment,
     environment_lines,
+    figures_path,
     gpu_present,
     markdown_table,
     target_lines,
@@ -220,14 +222,34 @@ def measure(spec: dict, timeout: float) -> dict:
     if process.returncode != 0 or not lines:
         return {**spec, "error": (stderr.strip().splitlines() or ["no output"])[-1]}
     result = json.loads(lines[-1][len(RESULT_PREFIX) :])
-    return {**spec, **result, "peak_tree_mib": sampler.peak_bytes / 2**20, "load": load}
+    stamp = {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit()}
+    return {**spec, **result, "peak_tree_mib": sampler.peak_bytes / 2**20, "load": load, **stamp}
+
+
+def _key(result: dict) -> tuple:
+    return tuple(result.get(k) for k in ("kind", "patients", "device", "rounds"))
+
+
+def with_earlier(results: list[dict], earlier: list[dict]) -> list[dict]:
+    """`results` and, after them, the `earlier` measurements this run did not repeat.
+
+    An earlier row keeps its own date, commit and load, and is marked ``earlier`` so that the
+    table says which run measured it (for measurements too long to repeat in every run).
+    """
+    done = {_key(r) for r in results}
+    kept = [
+        {**r, "earlier": True}
+        for r in earlier
+        if _key(r) not in done and "error" not in r and "measured" in r
+    ]
+    return [*results, *kept]
 
 
 def plan(args: argparse.Namespace, gpu: bool) -> list[dict]:
     """The measurements to run, cheapest first."""
     devices = ("cpu", "cuda") if gpu else ("cpu",)
     specs = []
-    for patients in ESTIMATOR_SIZES:
+    for patients in args.estimator_sizes:
         repeats = TIMING_REPEATS if patients <= REPEATED_UP_TO else 1
         specs.append(
             {"kind": "PenalizedCox", "patients": patients, "device": "cpu", "repeats": repeats}
@@ -237,10 +259,11 @@ def plan(args: argparse.Namespace, gpu: bool) -> list[dict]:
             for d in devices
         ]
     rounds = FIXED_ROUNDS if args.boosted_1m_fixed else None
-    specs += [
-        {"kind": "BoostedCox", "patients": BOOSTED_ONLY_SIZE, "device": d, "rounds": rounds}
-        for d in devices
-    ]
+    if not args.no_boosted_1m:
+        specs += [
+            {"kind": "BoostedCox", "patients": BOOSTED_ONLY_SIZE, "device": d, "rounds": rounds}
+            for d in devices
+        ]
     specs += [{"kind": "pipeline", "patients": n, "device": "cpu"} for n in args.pipeline_sizes]
     return [{**spec, "seed": args.seed} for spec in specs]
 
@@ -306,6 +329,8 @@ def _mib(value) -> str:
 
 def _row(result: dict) -> list[str]:
     name = result["kind"] + (f" ({result['device']})" if result["device"] != "cpu" else "")
+    if result.get("earlier"):
+        name += f" [earlier run: {result['measured']}, `{result['commit']}`]"
     if result.get("kind") == "BoostedCox" and result.get("rounds") is not None:
         if result["patients"] == BOOSTED_ONLY_SIZE and result.get("best_iteration") is None:
             name += f", {result['rounds']} fixed rounds"
@@ -410,6 +435,28 @@ def section_markdown(results: list[dict], args, env: dict, gpu: bool, elapsed: f
             [_row(r) for r in results],
         ),
     ]
+    measured_1m = next(
+        (
+            r
+            for r in results
+            if r["kind"] == "BoostedCox"
+            and r["patients"] == BOOSTED_ONLY_SIZE
+            and r["device"] == "cpu"
+            and r.get("best_iteration") is not None
+            and "error" not in r
+        ),
+        None,
+    )
+    if measured_1m is not None:
+        lines += [
+            "",
+            f"BoostedCox default fit at {BOOSTED_ONLY_SIZE:,} patients, MEASURED on the CPU "
+            f"(one thread; early stopping on a 20 % split, then {measured_1m['rounds']} rounds "
+            f"on all rows): {measured_1m['seconds'] / 60:.1f} min wall, "
+            f"{measured_1m['cpu_seconds'] / 60:.1f} min CPU (1-minute load average "
+            f"{measured_1m['load']:.1f} when it started; on a loaded machine the wall time "
+            "overstates the fit's cost, the CPU time much less).",
+        ]
     boosted = extrapolate_boosted(results)
     if boosted is not None:
         lines += [
@@ -459,6 +506,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of measuring it (minutes instead of some ten minutes)",
     )
     parser.add_argument(
+        "--estimator-sizes", type=int, nargs="*", default=list(ESTIMATOR_SIZES), metavar="N"
+    )
+    parser.add_argument(
+        "--no-boosted-1m", action="store_true", help="leave out the 1,000,000-patient fit"
+    )
+    parser.add_argument(
+        "--keep-earlier",
+        action="store_true",
+        help="keep the measurements of bench/training.json that this run does not repeat "
+        "(each with its own date, commit and load)",
+    )
+    parser.add_argument(
         "--measure-timeout", type=float, default=3600.0, help="seconds per measurement"
     )
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
@@ -473,6 +532,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     for spec in plan(args, gpu):
         results.append(measure(spec, args.measure_timeout))
         _print(results[-1])
+    if args.keep_earlier and figures_path(SECTION).exists():
+        earlier = json.loads(figures_path(SECTION).read_text(encoding="utf-8"))
+        results = with_earlier(results, earlier.get("measurements", []))
     description, seconds, _ = pipeline_verdict(results)
     if seconds is not None:
         print(
