@@ -1,0 +1,62 @@
+"""The training bench's table: rows kept from an earlier run, the measured 1,000,000 fit."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import training
+
+ENV = {
+    "date": "2026-12-07 14:00 UTC",
+    "cpu": "cpu",
+    "cores": "2 logical CPUs",
+    "memory": "8 GiB RAM",
+    "platform": "linux",
+    "python": "3.11",
+    "gpu": "no GPU present",
+    "load": "1.00, 1.00, 1.00",
+    "commit": "abc1234",
+    "versions": "",
+}
+
+
+def _row(kind: str, patients: int, **extra) -> dict:
+    return {
+        "kind": kind,
+        "patients": patients,
+        "device": "cpu",
+        "seed": 0,
+        "seconds": 10.0,
+        "cpu_seconds": 9.0,
+        "load": 0.5,
+        "measured": "2026-12-07 13:00 UTC",
+        "commit": "0ld0000",
+        **extra,
+    }
+
+
+def test_an_earlier_measurement_is_kept_only_where_this_run_did_not_repeat_it():
+    boosted_1m = _row("BoostedCox", 1_000_000, rounds=812, best_iteration=811)
+    earlier = [_row("PenalizedCox", 1_000, repeats=3), boosted_1m, {"kind": "x", "error": "e"}]
+    now = [_row("PenalizedCox", 1_000, repeats=3, commit="new0000")]
+
+    kept = training.with_earlier(now, earlier)
+
+    assert [r["commit"] for r in kept] == ["new0000", "0ld0000"]
+    assert kept[1]["earlier"] is True
+    assert "earlier run: 2026-12-07 13:00 UTC, `0ld0000`" in training._row(kept[1])[0]
+
+
+def test_the_measured_default_fit_at_a_million_patients_is_stated_with_wall_and_cpu_time():
+    args = argparse.Namespace(seed=0)
+    boosted_1m = _row("BoostedCox", 1_000_000, rounds=812, best_iteration=811)
+    boosted_1m.update(seconds=600.0, cpu_seconds=540.0, load=3.0)
+
+    text = training.section_markdown([boosted_1m], args, ENV, gpu=False, elapsed=700.0)
+
+    assert (
+        "BoostedCox default fit at 1,000,000 patients, MEASURED on the CPU (one thread; early "
+        "stopping on a 20 % split, then 812 rounds on all rows): 10.0 min wall, 9.0 min CPU "
+        "(1-minute load average 3.0 when it started" in text
+    )
+    assert "EXTRAPOLATED" not in text.split("Whole training")[0]
