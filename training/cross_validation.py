@@ -30,8 +30,7 @@ def _fold_predictions(name, cohort, train, test, endpoint, seed, params=None):
     y_train = survival_target(train_rows, endpoint)
     if name == "published":
         model = evaluate.PublishedCox(endpoint=endpoint).fit(train_rows, y_train)
-        functions = model.predict_survival_function(test_rows)
-        return model.predict(test_rows), evaluate.survival_on_grid(functions, MONTH_GRID)
+        return model.predict(test_rows), model.survival_at(test_rows, MONTH_GRID)
     if name == "oracle":
         return evaluate.oracle_risk(test_rows, endpoint), evaluate.oracle_survival(
             test_rows, endpoint, MONTH_GRID
