@@ -87,13 +87,15 @@ def _fit_default_model(n_patients: int, n_bootstrap: int) -> str:
 
 
 def _in_process_ms(tag: str, bodies: list[dict], calls: int, warmup: int) -> float:
-    """Median milliseconds of `Predictor.prognosis` on the served model, in this process."""
+    """Median milliseconds of `Predictor.prognosis` on the served model, in this process,
+    built as the service builds it (with the procedures' published harms)."""
     from model.predictor import Predictor
     from model.schema import Patient
+    from serving.harms import load_procedure_harms
     from serving.loading import load_verified
 
     _, bundle = load_verified(tag)
-    predictor = Predictor(bundle)
+    predictor = Predictor(bundle, procedure_harms=load_procedure_harms())
     patients = [Patient(**body["patient"]) for body in bodies]
     times = []
     for i in range(warmup + calls):
