@@ -6,11 +6,12 @@ For a lent GPU machine (the `device` tool). Simulates one synthetic OS cohort
 with ``device="cpu"`` (one thread, as in the pipeline, and all cores), timing each fit alone;
 it also checks that both devices rank patients alike (Harrell C of each on the same rows).
 Writes the "gpu" section of ``bench/RESULTS.md`` and ``bench/gpu.json``; without a usable
-CUDA GPU it says so and writes nothing (exit 0), so ``bench.run`` can include it everywhere.
+CUDA GPU it says so and writes nothing (exit 0), so ``bench.run`` can include it everywhere;
+with ``--record-absence`` it writes a section saying that nothing was measured, and why.
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.gpu [--patients 1000000] [--skip-cpu-one-thread]
+    .venv/bin/python -m bench.gpu [--patients 1000000] [--skip-cpu-one-thread] [--record-absence]
 """
 
 from __future__ import annotations
@@ -93,11 +94,38 @@ def _report(rows: list[dict], args, env: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def absence_report(problem: str, env: dict) -> str:
+    """The section of a run that found no usable GPU: nothing measured, and how to measure."""
+    return (
+        "\n".join(
+            [
+                f"## {SECTION_TITLES[SECTION]}",
+                "",
+                *environment_lines(env, command_line()),
+                "",
+                f"Not measured: {problem}. The script is ready for a machine with a CUDA GPU "
+                "(`.venv/bin/python -m bench.gpu`): it fits BoostedCox's default at "
+                f"{PATIENTS:,} patients on the GPU and on the CPU in the same run and writes this "
+                "section.",
+                "",
+                *target_lines(SECTION, {"gpu_speedup_1m": None}),
+            ]
+        )
+        + "\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=PATIENTS)
     parser.add_argument("--skip-cpu-one-thread", action="store_true")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--record-absence",
+        action="store_true",
+        help="without a usable GPU, write a section saying so (by default a machine without "
+        "one leaves the section, perhaps measured elsewhere, as it is)",
+    )
     args = parser.parse_args(argv)
 
     from training.devices import cuda_problem
@@ -105,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     problem = cuda_problem()
     if problem is not None:
         print(f"bench.gpu: nothing measured: {problem}", flush=True)
+        if args.record_absence and not args.no_write:
+            write_section(SECTION, absence_report(problem, environment(PACKAGES)))
         return 0
     from model.schema import encode
     from training.fit import survival_target

@@ -60,3 +60,20 @@ def test_the_measured_default_fit_at_a_million_patients_is_stated_with_wall_and_
         "(1-minute load average 3.0 when it started" in text
     )
     assert "EXTRAPOLATED" not in text.split("Whole training")[0]
+
+
+def test_without_a_gpu_the_gpu_section_says_nothing_was_measured_and_how_to_measure(monkeypatch):
+    from bench import gpu
+
+    written = {}
+    monkeypatch.setattr(gpu, "environment", lambda packages: ENV)
+    monkeypatch.setattr(gpu, "write_section", lambda name, text: written.update({name: text}))
+    monkeypatch.setattr("training.devices.cuda_problem", lambda: "no CUDA GPU is visible")
+
+    assert gpu.main([]) == 0
+    assert written == {}  # a CPU machine leaves a GPU figure measured elsewhere alone
+    assert gpu.main(["--record-absence"]) == 0
+
+    text = written["gpu"]
+    assert "Not measured: no CUDA GPU is visible. The script is ready" in text
+    assert "not measured" in text.split("Targets")[1]
