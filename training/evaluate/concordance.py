@@ -60,40 +60,47 @@ def bootstrap_harrell_c(event, time, risk, counts, tied_tol: float = 1e-8) -> np
     rank = np.searchsorted(levels, risk)
     below = np.searchsorted(levels, risk - tied_tol, side="left")
     up_to = np.searchsorted(levels, risk + tied_tol, side="right")
-    tree = np.zeros((len(levels) + 1, weights.shape[1]))
+    sums = _RankWeightSums(len(levels), weights.shape[1])
     inserted = np.zeros(weights.shape[1])
     numerator = np.zeros(weights.shape[1])
     denominator = np.zeros(weights.shape[1])
-
-    def add(position: int, weight: np.ndarray) -> None:
-        position += 1
-        while position < len(tree):
-            tree[position] += weight
-            position += position & -position
-
-    def below_rank(position: int) -> np.ndarray:
-        total = np.zeros(weights.shape[1])
-        while position > 0:
-            total += tree[position]
-            position -= position & -position
-        return total
-
     order = np.argsort(-time, kind="stable")  # longest follow-up first
     for group in np.split(order, np.flatnonzero(np.diff(time[order])) + 1):
         events, censored = group[event[group]], group[~event[group]]
         for j in censored:  # comparable to the events at the same time
-            add(int(rank[j]), weights[j])
+            sums.add(int(rank[j]), weights[j])
         inserted += weights[censored].sum(axis=0)
         for i in events:
-            concordant = below_rank(int(below[i]))
-            tied = below_rank(int(up_to[i])) - concordant
+            concordant = sums.below(int(below[i]))
+            tied = sums.below(int(up_to[i])) - concordant
             numerator += weights[i] * (concordant + 0.5 * tied)
             denominator += weights[i] * inserted
         for i in events:
-            add(int(rank[i]), weights[i])
+            sums.add(int(rank[i]), weights[i])
         inserted += weights[events].sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
+class _RankWeightSums:
+    """A Fenwick tree over risk ranks whose cells hold one weight sum per resample."""
+
+    def __init__(self, n_ranks: int, n_resamples: int):
+        self.tree = np.zeros((n_ranks + 1, n_resamples))
+
+    def add(self, rank: int, weight: np.ndarray) -> None:
+        rank += 1
+        while rank < len(self.tree):
+            self.tree[rank] += weight
+            rank += rank & -rank
+
+    def below(self, rank: int) -> np.ndarray:
+        """Per resample, the summed weight of the inserted rows with a rank below `rank`."""
+        total = np.zeros(self.tree.shape[1])
+        while rank > 0:
+            total += self.tree[rank]
+            rank -= rank & -rank
+        return total
 
 
 def uno_c(y_train, y_test, risk, tau: float) -> float:
