@@ -250,6 +250,17 @@ def _key(result: dict) -> tuple:
     return tuple(result.get(k) for k in ("kind", "patients", "device", "rounds"))
 
 
+def earlier_measurements(paths: list[str]) -> list[dict]:
+    """The measurements of earlier runs' figures files (`paths`, default bench/training.json),
+    read before this run writes its own; the first file's row wins where two repeat one."""
+    rows: list[dict] = []
+    for path in [Path(p) for p in paths] or [figures_path(SECTION)]:
+        if path.exists():
+            figures = json.loads(path.read_text(encoding="utf-8")).get("figures", {})
+            rows = with_earlier(rows, figures.get("measurements", []))
+    return [{k: v for k, v in row.items() if k != "earlier"} for row in rows]
+
+
 def with_earlier(results: list[dict], earlier: list[dict]) -> list[dict]:
     """`results` and, after them, the `earlier` measurements this run did not repeat.
 
@@ -535,9 +546,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keep-earlier",
-        action="store_true",
-        help="keep the measurements of bench/training.json that this run does not repeat "
-        "(each with its own date, commit and load)",
+        nargs="*",
+        default=None,
+        metavar="FIGURES_JSON",
+        help="keep the measurements of earlier runs (their figures files; none named: "
+        "bench/training.json) that this run does not repeat, each with its own date, commit "
+        "and load",
     )
     parser.add_argument(
         "--measure-timeout", type=float, default=3600.0, help="seconds per measurement"
@@ -554,9 +568,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     for spec in plan(args, gpu):
         results.append(measure(spec, args.measure_timeout))
         _print(results[-1])
-    if args.keep_earlier and figures_path(SECTION).exists():
-        earlier = json.loads(figures_path(SECTION).read_text(encoding="utf-8"))
-        results = with_earlier(results, earlier.get("measurements", []))
+    if args.keep_earlier is not None:
+        results = with_earlier(results, earlier_measurements(args.keep_earlier))
     description, seconds, _ = pipeline_verdict(results)
     if seconds is not None:
         print(

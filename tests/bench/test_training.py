@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from bench import training
 
@@ -77,3 +78,21 @@ def test_without_a_gpu_the_gpu_section_says_nothing_was_measured_and_how_to_meas
     text = written["gpu"]
     assert "Not measured: no CUDA GPU is visible. The script is ready" in text
     assert "not measured" in text.split("Targets")[1]
+
+
+def test_earlier_measurements_are_read_from_the_figures_files_as_write_section_keeps_them(
+    tmp_path,
+):
+    pipeline = _row("pipeline", 100_000, stages={"cross-validating": 100.0})
+    boosted_1m = _row("BoostedCox", 1_000_000, rounds=999, best_iteration=998)
+    files = {"a.json": [pipeline], "b.json": [boosted_1m, {**pipeline, "seconds": 1}]}
+    paths = []
+    for name, rows in files.items():
+        (tmp_path / name).write_text(
+            json.dumps({"section": "training", "figures": {"measurements": rows}})
+        )
+        paths.append(str(tmp_path / name))
+
+    rows = training.earlier_measurements(paths)
+
+    assert [(r["kind"], r["seconds"]) for r in rows] == [("pipeline", 10.0), ("BoostedCox", 10.0)]
