@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"bench.gpu: nothing measured: {problem}", flush=True)
         if args.record_absence and not args.no_write:
-            write_section(SECTION, absence_report(problem, environment(PACKAGES)))
+            env = environment(PACKAGES)
+            figures = {"environment": env, "problem": problem, "targets": {"gpu_speedup_1m": None}}
+            write_section(SECTION, absence_report(problem, env), figures)
         return 0
     from model.schema import encode
     from training.fit import survival_target

@@ -137,6 +137,9 @@ class ModelBundle:
     numbers_at_risk: dict[str, dict[int, int]] = field(default_factory=dict)
     """Training patients still followed (event-free, uncensored) at each whole year, per
     endpoint: ``{endpoint: {month: n}}`` for months 0, 12, ..., 120."""
+    imputer: Any = None
+    """:class:`model.unknown_fields.PredictionImputer`: the distribution of each imputable
+    field given the others, for patients who leave it unknown (coefficients, no rows)."""
     similar_patients: dict = field(default_factory=dict)
     """What "patients like this one" needs (:func:`model.similar.similarity_tables`): per
     endpoint, family and grade-by-burden stratum, fixed groups of training patients' aggregates

@@ -8,6 +8,7 @@ __all__ = [
     "InvalidSurvivalTarget",
     "ModelError",
     "NonFiniteFeatures",
+    "UnknownFieldsUnsupported",
 ]
 
 
@@ -32,3 +33,14 @@ class ConditionalSurvivalUndefined(ModelError):
 
     s beyond the prediction grid, negative, or where the survival curve is about zero.
     """
+
+
+class UnknownFieldsUnsupported(ModelError):
+    """A patient leaves fields unknown, and the model bundle holds no imputation models."""
+
+    def __init__(self, fields: tuple[str, ...]):
+        super().__init__(
+            f"{', '.join(fields)} must be given for this model, but were left unknown: it was "
+            "trained before unknown fields could be imputed; give the value(s), or retrain "
+            "the model with this version of the code"
+        )

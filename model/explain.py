@@ -59,7 +59,8 @@ def field_labels(
     labels = {
         "who_grade": grade_label,
         "planned_modality": f"{modality} in a {grade} tumour",
-        "tumor_burden_percent": f"tumour burden {burden_label(burden or patient.burden_category)}",
+        "tumor_burden_percent": "tumour burden "
+        + burden_label(str(burden or patient.burden_category)),
         "age_years": f"age {patient.age_years} years",
     }
     for name in FIELD_FACTORS:

@@ -117,6 +117,10 @@ class About:
     examples : tuple, optional
         The field's value in each of the API's example patients (None: left out). Booleans
         without examples are False in all of them.
+    imputable : bool, optional
+        Whether the field may be unknown (empty in a cohort, null, absent or "Not recorded" at
+        prediction): training imputes it by chained equations, a prognosis integrates over it
+        (:mod:`model.unknown_fields`).
     """
 
     label: str = ""
@@ -129,6 +133,7 @@ class About:
     bands: Bands | None = None
     not_given: str | None = None
     examples: tuple[Any, ...] = ()
+    imputable: bool = False
 
     @property
     def is_predictor(self) -> bool:

@@ -172,7 +172,7 @@ class PenalizedCox(CoxEstimator):
         :meth:`tuned_params` gives the path and mixing value a fitted model chose, so that a
         refit on other rows (a bootstrap member) skips the tuning.
 
-    relax : bool or "auto", default: False
+    relax : bool, "auto" or "all", default: False
         Relaxed elastic net (Meinshausen 2007; glmnet's ``relax=TRUE``): the penalised fit
         only selects the terms, whose coefficients are then refitted by maximum partial
         likelihood (with the negligible :data:`RELAXED_RIDGE`). Shrunken coefficients are
@@ -193,6 +193,9 @@ class PenalizedCox(CoxEstimator):
 
     Attributes
     ----------
+        "all" refits every term without that test: what :meth:`tuned_params` returns after
+        "auto" chose the refit, so that bootstrap members and refits on imputed copies fit the
+        model that was chosen, not the terms their own penalised path happens to keep.
     alpha_ : float
         Chosen penalty strength.
 
@@ -206,7 +209,7 @@ class PenalizedCox(CoxEstimator):
 
     selected_ : ndarray of bool, shape = (n_features,)
         Terms in the model: those the elastic net kept at the chosen alpha (non-zero penalised
-        coefficient), or every term after a refit with ``relax="auto"``.
+        coefficient), or every term after a refit with ``relax="auto"`` or "all".
 
     relaxed_ : bool
         Whether ``coef_`` is the unpenalised refit (of every term with "auto", of the selected
@@ -425,13 +428,16 @@ class PenalizedCox(CoxEstimator):
         Returns
         -------
         params : dict
-            ``{"l1_ratios": (l1_ratio_,), "alphas": path}``, the path ending at ``alpha_``.
+            ``{"l1_ratios": (l1_ratio_,), "alphas": path, "relax": ...}``, the path ending at
+            ``alpha_``; `relax` is "all" where every term was refitted, True where the selected
+            ones were, else False.
         """
         check_is_fitted(self, "pipeline_")
+        every_term = self.relaxed_ and isinstance(self.relax, str)
         return {
             "l1_ratios": (self.l1_ratio_,),
             "alphas": tuple(self.pipeline_[-1].alphas_),
-            "relax": self.relaxed_,
+            "relax": "all" if every_term else self.relaxed_,
         }
 
     def _relax(self, X, event, time):
@@ -441,14 +447,17 @@ class PenalizedCox(CoxEstimator):
         every term, and only where that full model's heuristic shrinkage factor reaches
         :data:`MIN_SHRINKAGE_FACTOR`: then the cohort supports all terms without shrinkage,
         and no term is dropped whose uncertainty the intervals would then leave out.
+        ``relax="all"`` refits every term without the test.
         """
-        if isinstance(self.relax, str):
-            if self.relax != "auto":
-                raise InvalidEstimatorParameter(
-                    f"`relax` must be True, False or 'auto', but got {self.relax!r}."
-                )
-            terms = np.ones(X.shape[1], dtype=bool)
-            refit = fit_cox_coefficients(X, event, time, ridge=RELAXED_RIDGE)
+        if self.relax not in (True, False, "auto", "all"):
+            raise InvalidEstimatorParameter(
+                f"`relax` must be True, False, 'auto' or 'all', but got {self.relax!r}."
+            )
+        if not self.relax:
+            return False
+        terms = np.ones(X.shape[1], dtype=bool) if isinstance(self.relax, str) else self.selected_
+        refit = fit_cox_coefficients(X[:, terms], event, time, ridge=RELAXED_RIDGE)
+        if self.relax == "auto":
             linear_predictor = np.column_stack([np.zeros(len(X)), X @ refit])
             null, fitted = _breslow_partial_log_likelihood(linear_predictor, event, time)
             chi_square = 2.0 * (fitted - null)
@@ -457,11 +466,6 @@ class PenalizedCox(CoxEstimator):
             )
             if self.shrinkage_factor_ < MIN_SHRINKAGE_FACTOR:
                 return False
-        elif self.relax:
-            terms = self.selected_
-            refit = fit_cox_coefficients(X[:, terms], event, time, ridge=RELAXED_RIDGE)
-        else:
-            return False
         self.selected_ = terms
         self.coef_ = np.zeros(X.shape[1])
         self.coef_[terms] = refit

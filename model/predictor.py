@@ -38,6 +38,7 @@ from model.schema import (
     patients_frame,
 )
 from model.support import ModalitySupport
+from model.unknown_fields import integrate
 from model.views import ClinicianViews
 
 __all__ = [
@@ -114,6 +115,7 @@ class Predictor:
         self.bundle = bundle
         self.endpoints = {e: EndpointPredictor(e, bundle, tree_shap) for e in ENDPOINTS}
         self.support = ModalitySupport(bundle)
+        self.imputer = getattr(bundle, "imputer", None)
         metadata = bundle.metadata
         self.synthetic = metadata.get("trained_on", "synthetic") != "real"
         self.views = ClinicianViews(
@@ -197,6 +199,21 @@ class Predictor:
         if not patients:
             return []
         months_since = _as_months_list(months_since_treatment, len(patients))
+        answers = integrate(
+            lambda known, since: self._batch_known(known, since, contributions_over_time),
+            self.imputer,
+            patients,
+            months_since,
+        )
+        for answer in answers:
+            if answer["patient_summary"].get("imputed_fields"):
+                self.views.retell(answer)
+        return answers
+
+    def _batch_known(
+        self, patients: list[Patient], months_since: list[float | None], over_time: bool
+    ) -> list:
+        """:meth:`batch` of patients with every field known (`model.unknown_fields` mixes)."""
         frame = patients_frame(patients)
         planned_names = [p.planned_modality or DEFAULT_MODALITY for p in patients]
         planned = np.array([MODALITIES.index(m) for m in planned_names])
@@ -218,7 +235,7 @@ class Predictor:
                 patients[i],
                 planned_names[i],
                 design[planned[i], i],
-                over_time=contributions_over_time,
+                over_time=over_time,
             )
         return answers
 

@@ -309,11 +309,23 @@ class ModelInfo(TypedDict):
 class PatientSummary(TypedDict):
     """The derived categories the model used."""
 
-    who_grade: Literal["G1", "G2", "G3"]
-    grade_source: Literal["who_grade", "ki67_percent"]
+    who_grade: Annotated[
+        Literal["G1", "G2", "G3"],
+        Field(description="The grade used; where imputed, the most probable one."),
+    ]
+    grade_source: Literal["who_grade", "ki67_percent", "imputed"]
     burden_category: str
     modality: ModalityName
     planned_modality_given: bool
+    imputed_fields: NotRequired[
+        Annotated[
+            list[str],
+            Field(
+                description="Fields left unknown and integrated over (imputed from the known "
+                "ones); the `imputed_fields` warning says how much they move the answer."
+            ),
+        ]
+    ]
 
 
 @with_config(ConfigDict(extra="allow"))

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from pydantic_core import PydanticCustomError
 
 from model.field_info import About, Bands, Option
@@ -81,17 +81,7 @@ class Patient(BaseModel):
     :class:`About` (read it with :func:`about`) holds its wording and reference level.
     """
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        # The grade rule of `_grade_or_ki67`, for readers of the JSON Schema (API, form).
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["who_grade"], "properties": {"who_grade": {"type": "string"}}},
-                {"required": ["ki67_percent"], "properties": {"ki67_percent": {"type": "number"}}},
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     age_years: Annotated[
         int,
@@ -122,6 +112,7 @@ class Patient(BaseModel):
             reference="G1",
             not_given="Not recorded (use Ki-67)",
             examples=("G2", None),
+            imputable=True,
         ),
     ] = None
     ki67_percent: Annotated[
@@ -134,10 +125,10 @@ class Patient(BaseModel):
             json_schema_extra={"unit": "%"},
         ),
         NOT_A_BOOLEAN,
-        About(label="Ki-67 index", bands=KI67_GRADES, examples=(8, 35)),
+        About(label="Ki-67 index", bands=KI67_GRADES, examples=(8, 35), imputable=True),
     ] = None
     tumor_burden_percent: Annotated[
-        float,
+        float | None,
         Field(
             ge=0,
             le=100,
@@ -151,8 +142,9 @@ class Patient(BaseModel):
             reference=BURDEN_CATEGORIES[0],
             bands=BURDEN_BANDS,
             examples=(40, 60),
+            imputable=True,
         ),
-    ]
+    ] = None
     primary_site: Annotated[
         PrimarySite,
         Field(description="gut = small bowel, stomach, colon, rectum; other includes unknown."),
@@ -173,47 +165,50 @@ class Patient(BaseModel):
         ),
     ]
     prior_hepatic_treatment: Annotated[
-        StrictBool,
+        StrictBool | None,
         Field(description="Prior hepatic resection or ablation."),
-        About(factor="prior hepatic resection or ablation", examples=(True, False)),
-    ]
+        About(factor="prior hepatic resection or ablation", examples=(True, False), imputable=True),
+    ] = None
     primary_resected: Annotated[
         StrictBool | None,
         Field(description="Primary tumour resected. Recorded, not a predictor."),
         About(label="Primary tumour resected", examples=(False, None)),
     ] = None
     extrahepatic_metastases: Annotated[
-        StrictBool,
+        StrictBool | None,
         Field(description="Extrahepatic metastases."),
-        About(factor="extrahepatic metastases", examples=(False, True)),
-    ]
+        About(factor="extrahepatic metastases", examples=(False, True), imputable=True),
+    ] = None
     somatostatin_analog: Annotated[
-        StrictBool,
+        StrictBool | None,
         Field(description="Somatostatin analogue (e.g. octreotide) before/with treatment."),
         About(
             factor="somatostatin analogue",
             table=("systemic therapy", "octreotide", "no octreotide"),
             examples=(True, False),
+            imputable=True,
         ),
-    ]
+    ] = None
     biologic_therapy: Annotated[
-        StrictBool,
+        StrictBool | None,
         Field(description="Biologic (e.g. everolimus, sunitinib) before/with treatment."),
         About(
             factor="biologic therapy",
             table=("systemic therapy", "biologic", "no biologic"),
             examples=(True, False),
+            imputable=True,
         ),
-    ]
+    ] = None
     cytotoxic_chemotherapy: Annotated[
-        StrictBool,
+        StrictBool | None,
         Field(description="Cytotoxic chemotherapy before/with treatment."),
         About(
             factor="cytotoxic chemotherapy",
             table=("systemic therapy", "cytotoxic", "no cytotoxic"),
             examples=(False, True),
+            imputable=True,
         ),
-    ]
+    ] = None
     planned_modality: Annotated[
         Modality | None,
         Field(description="Modality the prognosis is for; all three are compared."),
@@ -227,23 +222,32 @@ class Patient(BaseModel):
         ),
     ] = None
 
-    @model_validator(mode="after")
-    def _grade_or_ki67(self) -> Patient:
-        if self.who_grade is None and self.ki67_percent is None:
-            raise ValueError("who_grade or ki67_percent must be given, but neither was")
-        return self
-
     @property
-    def grade(self) -> str:
-        """The WHO grade used by the model: `who_grade` if given, else derived from Ki-67."""
+    def grade(self) -> str | None:
+        """The WHO grade used by the model: `who_grade` if given, else derived from Ki-67;
+        None when neither is recorded (the prognosis then integrates over it)."""
         if self.who_grade is not None:
             return self.who_grade
+        if self.ki67_percent is None:
+            return None
         return grade_from_ki67(self.ki67_percent)
 
     @property
-    def burden_category(self) -> str:
-        """The hepatic tumour burden category of the papers."""
+    def burden_category(self) -> str | None:
+        """The hepatic tumour burden category of the papers; None when burden is unknown."""
+        if self.tumor_burden_percent is None:
+            return None
         return burden_category(self.tumor_burden_percent)
+
+    @property
+    def unknown_fields(self) -> tuple[str, ...]:
+        """The imputable predictors this patient leaves unknown (:data:`IMPUTABLE_FIELDS`);
+        an unknown grade (no `who_grade`, no Ki-67) is named `who_grade`."""
+        return tuple(
+            name
+            for name in IMPUTED_QUANTITIES
+            if (self.grade if name == "who_grade" else getattr(self, name)) is None
+        )
 
 
 def about(name: str) -> About:
@@ -286,13 +290,16 @@ def _is_boolean(name: str) -> bool:
 PATIENT_FIELDS = tuple(Patient.model_fields)
 FIELDS: Mapping[str, About] = {name: about(name) for name in PATIENT_FIELDS}
 """Every patient field's :class:`About`, in the order of :class:`Patient`."""
-BOOLEAN_FIELDS = tuple(
-    n for n in PATIENT_FIELDS if _is_boolean(n) and Patient.model_fields[n].is_required()
-)
-"""The required boolean fields; each is a predictor, one design column of its own."""
+BOOLEAN_FIELDS = tuple(n for n in PATIENT_FIELDS if _is_boolean(n) and FIELDS[n].is_predictor)
+"""The boolean predictors, each one design column of its own (possibly unknown: imputable)."""
 OPTIONAL_BOOLEAN_FIELDS = tuple(
-    n for n in PATIENT_FIELDS if _is_boolean(n) and not Patient.model_fields[n].is_required()
+    n for n in PATIENT_FIELDS if _is_boolean(n) and not FIELDS[n].is_predictor
 )
+"""The booleans that are recorded, not predictors."""
+IMPUTABLE_FIELDS = tuple(n for n in PATIENT_FIELDS if FIELDS[n].imputable)
+"""The fields that may be unknown: imputed in training, integrated over at prediction."""
+IMPUTED_QUANTITIES = tuple(n for n in IMPUTABLE_FIELDS if n != "ki67_percent")
+"""What is imputed: each imputable field, with the grade (`who_grade`, else from Ki-67) as one."""
 
 REFERENCE_LEVELS = {
     "who_grade": FIELDS["who_grade"].reference,
@@ -358,7 +365,7 @@ def effective_grades(frame: pd.DataFrame) -> pd.Series:
 def burden_categories(tumor_burden_percent: pd.Series | np.ndarray) -> np.ndarray:
     """Vectorised :func:`burden_category`, shape = (n_samples,)."""
     percent = np.asarray(tumor_burden_percent, dtype=float)
-    return np.asarray(BURDEN_CATEGORIES, dtype=object)[BURDEN_BANDS.positions(percent)]
+    return BURDEN_BANDS.categorise(percent)
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,15 @@ class SimilarPatients(TypedDict):
     note: str
     hpfs: SimilarCurve
     os: SimilarCurve
+    imputed_note: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="Where fields were not recorded: this view is the most probable "
+                "completion's, while the survival figures integrate over all."
+            ),
+        ]
+    ]
 
 
 class ContributionItem(TypedDict):
@@ -161,3 +170,12 @@ class ContributionsOverTime(TypedDict):
     hpfs: CurveContributions
     os: CurveContributions
     hepatic_progression: NotRequired[CurveContributions | None]
+    imputed_note: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="Where fields were not recorded: this view is the most probable "
+                "completion's, while the survival figures integrate over all."
+            ),
+        ]
+    ]

@@ -95,6 +95,24 @@ class ClinicianViews:
                 self.games, _explained_fields(patient, modality), field_labels(patient, modality)
             )
 
+    def retell(self, answer: dict) -> None:
+        """Recount the views of an answer mixed over unknown fields (`model.unknown_fields`).
+
+        The counts and words follow the mixed survival and its wider intervals; the similar
+        patients and the contributions stay those of the most probable completion, and say so.
+        """
+        counts = out_of_100(answer)
+        answer["out_of_100"] = counts
+        answer["plain_language"] = plain_summaries(counts, synthetic=self.synthetic)
+        imputed = ", ".join(answer["patient_summary"]["imputed_fields"])
+        caveat = (
+            f"Not recorded for this patient: {imputed}. Shown for the most probable value, "
+            "which the imputation model chose; the survival figures above integrate over all."
+        )
+        for name in ("similar_patients", "contributions_over_time"):
+            if answer.get(name) is not None:
+                answer[name] = {**answer[name], "imputed_note": caveat}
+
     def _similar(self, patient: Patient, design_row) -> dict | None:
         if self.similar is None:
             return None

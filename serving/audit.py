@@ -10,7 +10,7 @@ digest of the input, never the input itself::
 
 CDS Hooks feedback on a prediction's card is a record of kind ``feedback`` in the same chain,
 keyed by the prediction's id, whose ``feedback`` object holds the outcome and the coded choice
-(`serving/cds_hooks.py`; free text only in ``input_hmac``); prediction records carry no kind.
+(`serving/cds_hooks/`; free text only in ``input_hmac``); prediction records carry no kind.
 
 `record_hash` is an HMAC keyed with the audit secret over the canonical record without it, so
 editing, inserting or deleting a record breaks the chain and cannot be repaired without the

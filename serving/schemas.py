@@ -239,7 +239,7 @@ class FhirBundle(BaseModel):
     """A FHIR R4 Bundle (type collection) of one patient's resources: the envelope only.
 
     Documents the request body; the route validates the resources themselves with
-    fhir.resources (serving/fhir.py), so what is said here is the least a Bundle must be.
+    fhir.resources (serving/fhir/parsing.py), so what is said here is the least a Bundle must be.
     """
 
     model_config = ConfigDict(extra="allow")

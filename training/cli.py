@@ -92,6 +92,11 @@ def validate(source: str, query: str | None, features: tuple[str, ...]) -> None:
         click.echo(str(error), err=True)
         sys.exit(EXIT_INVALID_DATA)
     click.echo(f"{describe_source(source, query)}: valid cohort of {len(cohort)} patients")
+    from training.imputation import is_incomplete
+    from training.missing_data import summary_lines
+
+    for line in summary_lines(cohort) if is_incomplete(cohort) else []:
+        click.echo(line)
 
 
 @main.command()

@@ -151,10 +151,12 @@ def _kind(field: FieldInfo) -> tuple[str, str]:
 
 def _required(name: str) -> str:
     if name in _GRADE_OR_KI67:
-        return f"yes, unless `{_GRADE_OR_KI67[name]}` is given"
+        return f"no; with neither it nor `{_GRADE_OR_KI67[name]}`, the grade is imputed"
     column = COHORT_SCHEMA.columns.get(name)
-    if column is None or not column.required or column.nullable:
+    if column is None or not column.required:
         return "no"
+    if column.nullable:
+        return "column yes; an empty cell is imputed"
     return "yes"
 
 
@@ -208,6 +210,7 @@ def dictionary_markdown() -> str:
         "",
         f"Other columns are kept but ignored. `{TRUTH_PREFIX}*` columns (the synthetic "
         "generator's truth) are never model inputs. Booleans may be `true`/`false`, `True`/"
-        "`False` or `1`/`0`; an empty cell is a missing value.",
+        "`False` or `1`/`0`; an empty cell is a missing value: refused in a required column, "
+        "imputed (multiple imputation, section 3) in a predictor whose cells may be empty.",
     ]
     return "\n".join(lines) + "\n"

@@ -34,7 +34,9 @@ from model.schema import (
 )
 from model.similar import similarity_tables
 from training.evidence import shrinkage_table
+from training.imputation import missing_mask
 from training.synthetic import CohortSpec
+from training.unknowns_fit import fit_prediction_imputer
 from training.validate import hpfs_event_types
 
 PROPENSITY_FEATURES = tuple(n for n in FEATURE_NAMES if "_in_" not in n)
@@ -428,12 +430,21 @@ def fit_bundle(
         primary=primary,
         propensity=fit_propensity(cohort, seed),
         propensity_features=PROPENSITY_FEATURES,
-        support_counts=support_counts(cohort),
-        **_background(design, background_size, seed),
-        **_follow_up(cohort),
-        similar_patients=similarity_tables(cohort, design.to_numpy(), models),
+        **_cohort_summaries(cohort, design, models, background_size, seed),
         metadata={**metadata, **_run_metadata(cohort, cohort_label, seed, n_bootstrap)},
     )
+
+
+def _cohort_summaries(cohort, design, models, background_size: int, seed: int) -> dict:
+    """What the bundle keeps of the training cohort: counts, summaries and coefficients, never
+    a patient's row (docs/security.md)."""
+    return {
+        "support_counts": support_counts(cohort),
+        **_background(design, background_size, seed),
+        **_follow_up(cohort),
+        "similar_patients": similarity_tables(cohort, design.to_numpy(), models),
+        "imputer": fit_prediction_imputer([cohort], missing_mask(cohort), seed),
+    }
 
 
 def _background(design: pd.DataFrame, background_size: int, seed: int) -> dict:

@@ -152,18 +152,58 @@ def predictors_table() -> list[dict[str, str]]:
     return rows
 
 
-def _missing(cohort: pd.DataFrame) -> dict[str, Any]:
+def _missing(cohort: pd.DataFrame, bundle: ModelBundle) -> dict[str, Any]:
     counts = {
         name: int(cohort[name].isna().sum()) if name in cohort else len(cohort)
         for name in Patient.model_fields
         if name != "planned_modality"
     }
-    return {
-        "missing_per_field": counts,
-        "handling": "Required fields must be present (a cohort with a missing required value is "
-        "rejected, not imputed). A missing WHO grade is derived from Ki-67; sex and "
-        "primary_resected are recorded, not predictors, and may be missing.",
-    }
+    record = bundle.metadata.get("missing_data")
+    handling = (
+        "Outcomes, modality and patient_id must be present (a row missing one is rejected). "
+        "Sex and primary_resected are recorded, not predictors, and may be missing. A missing "
+        "WHO grade is derived from Ki-67. The imputable predictors (grade with Ki-67, burden, "
+        "the boolean predictors) may be missing: " + IMPUTATION_HANDLING
+    )
+    out: dict[str, Any] = {"missing_per_field": counts, "handling": handling}
+    if record:
+        out["missing_per_field"].update(
+            {name: entry["n_missing"] for name, entry in record["fields"].items()}
+        )
+        out.update(
+            n_incomplete=record["n_incomplete"],
+            imputation=record.get("imputation"),
+            by_center=record.get("by_center"),
+            indicator_check=record.get("indicator_check"),
+            assumption=record["caveat"],
+        )
+    return out
+
+
+def _imputation_lines(missing: dict[str, Any]) -> list[str]:
+    """This model's imputation, where its cohort had missing predictors."""
+    how = missing.get("imputation")
+    if not how:
+        return []
+    return [
+        f"This model: {missing['n_incomplete']} incomplete patients; {how['method']}, "
+        f"m = {how['m']}, {how['iterations']} rounds; variables: {how['variables']}; "
+        f"{how['pooling']}. {missing['assumption']}",
+        "",
+    ]
+
+
+IMPUTATION_HANDLING = (
+    "training imputes them by multiple imputation by chained equations (scikit-learn "
+    "IterativeImputer, Bayesian ridge with posterior draws), m = max(10, % incomplete patients) "
+    "imputations of 10 rounds each; the imputation models hold every predictor, the received "
+    "modality, the centre and the outcome (HPFS and OS event indicators and Nelson-Aalen "
+    "cumulative hazards); a model is fitted per imputation and pooled (Rubin's rules for the "
+    "Cox coefficients and baseline, predictions averaged). Missing at random is assumed. At "
+    "prediction, an unknown imputable field is integrated over given the known fields "
+    "(logistic models fitted on the training data, without the outcome) and the intervals "
+    "widen accordingly; the answer names the imputed fields."
+)
 
 
 def _sample_size(bundle: ModelBundle) -> dict[str, Any]:
@@ -261,7 +301,7 @@ def build_model_card(
             "outcomes": OUTCOME_DEFINITIONS,
             "predictors": predictors_table(),
             "sample_size": _sample_size(bundle),
-            "missing_data": _missing(cohort),
+            "missing_data": _missing(cohort, bundle),
             "model_building": _building(bundle),
             "performance": _performance(bundle, results),
             "intended_use": INTENDED_USE,
@@ -337,6 +377,7 @@ def _md_methods(card: dict) -> list[str]:
         "",
         missing["handling"],
         "",
+        *_imputation_lines(missing),
     ]
     lines += _md_table(
         ["field", "missing"], [[k, v] for k, v in missing["missing_per_field"].items()]

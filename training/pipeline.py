@@ -45,6 +45,8 @@ from training.cross_validation import (
 from training.fit import fit_bundle
 from training.held_out import HELD_OUT_BOOTSTRAP, evaluate_on_rows, predict_rows
 from training.holdout import DEFAULT_HOLDOUT_FRACTION, HOLDOUT_RULE, patient_hashes
+from training.imputation import is_incomplete
+from training.imputed_fit import ImputedCohort, fit_imputed_bundle, imputation_note, imputed_cohort
 from training.parallel import joblib_backend
 from training.synthetic import CohortSpec
 from training.validate import validate_cohort
@@ -156,18 +158,16 @@ def train(
     published estimates' uncertainty (:func:`training.fit.fit_bundle`).
     """
     steps = _Steps(progress)
-    with steps("validate", "setting the held-out patients aside"):
-        label = check_label(cohort, cohort_label)
-        cohort = canonical_order(validate_cohort(cohort))
-        development, held_out = split_holdout(cohort, holdout_fraction)
+    label, cohort, development, held_out, imputed = _prepare(
+        steps, cohort, cohort_label, holdout_fraction, seed
+    )
     with joblib_backend(dask_scheduler, n_jobs) as jobs:
         fitting = {"seed": seed, "n_jobs": jobs, "estimator_params": estimator_params}
         cv, primary, loco = _validate(development, steps, n_splits, fitting)
         with steps("fit", "fitting ensembles"):
-            bundle = fit_bundle(
-                development, n_bootstrap=n_bootstrap, cohort_label=label, primary=primary,
-                primary_ensembles_only=True, evidence=evidence, **fitting,
-            )  # fmt: skip
+            bundle = _fit(imputed, development, n_bootstrap=n_bootstrap, cohort_label=label,
+                          primary=primary, primary_ensembles_only=True, evidence=evidence,
+                          **fitting)  # fmt: skip
     with steps("held_out", "evaluating on the held-out patients"):
         held_out_metrics = evaluate_on_rows(bundle, held_out, seed=seed, n_jobs=n_jobs)
     holdout = _holdout_record(development, held_out, holdout_fraction)
@@ -177,6 +177,7 @@ def train(
     )  # fmt: skip
     with steps("analyse", "analysing the cohort"):
         results = _results(cohort, label, cv, primary, holdout, held_out_metrics, loco, n_jobs)
+    _add_missing_data(results, imputed)
     with steps("register", "writing the report and registering"):
         tag = registry.save_bundle(
             bundle, _extras_writer(bundle, results, cohort, development, held_out)
@@ -186,6 +187,39 @@ def train(
     if promoted:
         registry.set_production(tag, reason="first model in the store")
     return TrainingRun(tag, bundle, results, report_html, report_json, promoted, steps.timings)
+
+
+def _prepare(steps: _Steps, cohort, cohort_label, holdout_fraction, seed) -> tuple:
+    """Validate, set the held-out rows aside and, where predictors are missing, impute.
+
+    Returns the label, the cohort, the development and held-out rows (completed: the first
+    imputation, the held-out rows imputed on their own) and the :class:`ImputedCohort` or None.
+    """
+    with steps("validate", "setting the held-out patients aside"):
+        label = check_label(cohort, cohort_label)
+        cohort = canonical_order(validate_cohort(cohort))
+        development, held_out = split_holdout(cohort, holdout_fraction)
+    if not is_incomplete(cohort):
+        return label, cohort, development, held_out, None
+    with steps("impute", "imputing missing values (multiple imputation)"):
+        imputed = imputed_cohort(cohort, development, held_out, seed)
+    return label, imputed.cohort, imputed.development[0], imputed.held_out, imputed
+
+
+def _add_missing_data(results: dict, imputed: ImputedCohort | None) -> None:
+    """The report's missing-data section and note, where values were imputed."""
+    if imputed is not None:
+        results["missing_data"] = imputed.record
+        results["notes"].append(imputation_note(imputed.record))
+
+
+def _fit(imputed: ImputedCohort | None, development: pd.DataFrame, **fitting) -> ModelBundle:
+    """The registered fit: on the cohort itself, or pooled over its imputations."""
+    if imputed is None:
+        return fit_bundle(development, **fitting)
+    bundle = fit_imputed_bundle(imputed.development, imputed.missing, **fitting)
+    bundle.metadata.update(data_fingerprint=imputed.fingerprint, missing_data=imputed.record)
+    return bundle
 
 
 def _validate(development, steps: _Steps, n_splits: int, fitting: dict) -> tuple:

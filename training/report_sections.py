@@ -14,7 +14,7 @@ from typing import Any
 
 from training.exceptions import EvaluationInputError
 
-__all__ = ["append_to_report", "held_out_section", "loco_section"]
+__all__ = ["append_to_report", "held_out_section", "loco_section", "missing_data_section"]
 
 _END = "</body></html>"
 
@@ -114,6 +114,8 @@ def append_to_report(path: str | Path, results: Mapping[str, Any]) -> None:
         sections.append(held_out_section(results["held_out"]))
     if results.get("leave_one_centre_out"):
         sections.append(loco_section(results["leave_one_centre_out"]))
+    if results.get("missing_data"):
+        sections.append(missing_data_section(results["missing_data"]))
     if not sections:
         return
     path = Path(path)
@@ -121,3 +123,36 @@ def append_to_report(path: str | Path, results: Mapping[str, Any]) -> None:
     if not page.endswith(_END):
         raise EvaluationInputError(f"the report must end with {_END!r} to take extra sections")
     path.write_text(page[: -len(_END)] + "".join(sections) + _END, encoding="utf-8")
+
+
+def missing_data_section(record: Mapping[str, Any]) -> str:
+    """Missingness per field and per centre, the indicator check, the imputation and MAR."""
+    how = record.get("imputation", {})
+    parts = [
+        "<h2>Missing data</h2>",
+        f"<p>{record['n_incomplete']} of {record['n_patients']} patients lacked at least one "
+        f"imputable predictor. {html.escape(how.get('method', ''))}, m = {how.get('m', '–')}; "
+        f"imputation models with {html.escape(how.get('variables', ''))}; "
+        f"{html.escape(how.get('pooling', ''))}.</p>",
+    ]
+    fields = record["fields"]
+    parts.append(
+        _table(["field", "missing", "%"], [[f["label"], f["n_missing"], f"{f['percent']:g}"]
+                                           for f in fields.values()])
+    )  # fmt: skip
+    if record.get("by_center"):
+        names = list(fields)
+        rows = [[c, *(f"{p[n]:g}" for n in names)] for c, p in record["by_center"].items()]
+        parts.append("<h3>Missing (%) by centre</h3>")
+        parts.append(_table(["centre", *(fields[n]["label"] for n in names)], rows))
+    check = record.get("indicator_check", {})
+    if check:
+        parts.append(
+            "<h3>Is missingness associated with the outcome?</h3><p>Log-rank test of each "
+            "endpoint between patients with the field missing and recorded.</p>"
+        )
+        rows = [[fields[n]["label"], e.upper(), v["chi2"], f"{v['p_value']:.3g}"]
+                for n, by in check.items() for e, v in by.items()]  # fmt: skip
+        parts.append(_table(["field", "endpoint", "chi-square", "p"], rows))
+    parts.append(f"<p><em>{html.escape(record['caveat'])}</em></p>")
+    return "".join(parts)

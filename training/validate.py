@@ -12,7 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pydantic.fields import FieldInfo
 
-from model.schema import MODALITIES, OUTCOME_COLUMNS, TRUTH_PREFIX, Patient
+from model.schema import BOOLEAN_FIELDS, FIELDS, MODALITIES, OUTCOME_COLUMNS, TRUTH_PREFIX, Patient
 from training.exceptions import CohortValidationError
 from training.synthetic import HPFS_EVENT_TYPES, MONTH_DAYS
 
@@ -69,33 +69,32 @@ def _numeric_in_range(low: float, high: float):
     return check
 
 
-def _patient_column(field: FieldInfo) -> pa.Column:
+_IMPUTABLE_COLUMNS = ("tumor_burden_percent", *BOOLEAN_FIELDS)
+"""Columns every cohort must have, whose cells may be empty (imputed, `training.imputation`)."""
+
+
+def _patient_column(name: str, field: FieldInfo) -> pa.Column:
     annotation = field.annotation
     nullable = not field.is_required()
+    required = not nullable or name in _IMPUTABLE_COLUMNS
     choices = _choices(annotation)
     if choices is not None:
         check = pa.Check.isin(choices, error=f"must be one of {', '.join(choices)}")
-        return pa.Column(object, check, nullable=nullable, required=not nullable)
+        return pa.Column(object, check, nullable=nullable, required=required)
     if _is_bool(annotation):
         check = pa.Check.isin(_TRUE_FALSE, error="must be true or false (or 1 or 0)")
-        return pa.Column(object, check, nullable=nullable, required=not nullable)
+        return pa.Column(object, check, nullable=nullable, required=required)
     low, high = _bounds(field)
     kind = "a whole number" if int in (typing.get_args(annotation) or (annotation,)) else "a number"
     check = pa.Check(
         _numeric_in_range(low, high), error=f"must be {kind} between {low:g} and {high:g}"
     )
-    return pa.Column(object, check, nullable=nullable, required=not nullable)
+    return pa.Column(object, check, nullable=nullable, required=required)
 
 
 def _positive_number(series: pd.Series) -> pd.Series:
     values = pd.to_numeric(series, errors="coerce")
     return np.isfinite(values) & (values > 0)
-
-
-def _grade_or_ki67(frame: pd.DataFrame) -> pd.Series:
-    ki67 = frame["ki67_percent"] if "ki67_percent" in frame else pd.Series(None, index=frame.index)
-    grade = frame["who_grade"] if "who_grade" in frame else pd.Series(None, index=frame.index)
-    return grade.notna() | ki67.notna()
 
 
 def _whole_number(series: pd.Series) -> pd.Series:
@@ -104,8 +103,14 @@ def _whole_number(series: pd.Series) -> pd.Series:
 
 
 def build_cohort_schema() -> pa.DataFrameSchema:
-    """The training-table schema: the patient fields plus modality, outcomes and metadata."""
-    columns = {name: _patient_column(field) for name, field in Patient.model_fields.items()}
+    """The training-table schema: the patient fields plus modality, outcomes and metadata.
+
+    Structural errors are refused (a wrong type, a value out of range, an unknown category, a
+    missing outcome, modality or `patient_id`); an empty cell of an imputable predictor
+    (:data:`model.schema.IMPUTABLE_FIELDS`) is accepted, counted by
+    :func:`training.missing_data.missingness_summary` and imputed in training.
+    """
+    columns = {name: _patient_column(name, field) for name, field in Patient.model_fields.items()}
     columns["planned_modality"] = pa.Column(
         object, pa.Check.isin(MODALITIES), nullable=True, required=False
     )
@@ -138,11 +143,7 @@ def build_cohort_schema() -> pa.DataFrameSchema:
     )
     columns["center"] = pa.Column(object, nullable=True, required=False)
     columns["treatment_date"] = pa.Column(object, nullable=True, required=False)
-    return pa.DataFrameSchema(
-        columns,
-        checks=[pa.Check(_grade_or_ki67, error="who_grade or ki67_percent must be given")],
-        strict=False,
-    )
+    return pa.DataFrameSchema(columns, strict=False)
 
 
 COHORT_SCHEMA = build_cohort_schema()
@@ -426,7 +427,8 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
             truth = typed[name].map(
                 lambda v: None if pd.isna(v) else str(v).lower() in ("true", "1", "1.0")
             )
-            typed[name] = truth.astype(bool) if field.is_required() else truth
+            complete = field.is_required() or (FIELDS[name].imputable and truth.notna().all())
+            typed[name] = truth.astype(bool) if complete else truth
         else:
             typed[name] = pd.to_numeric(typed[name])
     typed["age_years"] = typed["age_years"].astype(int)

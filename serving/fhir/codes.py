@@ -121,6 +121,12 @@ class FhirMapping:
 
     def __init__(self, document: Mapping[str, Any]):
         self.systems: dict[str, str] = dict(document["systems"])
+        self.absent_booleans: str = str(document.get("absent_booleans", "assume_none"))
+        if self.absent_booleans not in ("assume_none", "impute"):
+            raise ValueError(
+                "absent_booleans must be 'assume_none' or 'impute', but got "
+                f"{self.absent_booleans!r}; fix data/fhir_mapping.yaml"
+            )
         self.dotless = frozenset(self.systems[key] for key in document.get("dotless_systems", ()))
         self.conditions = {
             name: self._concept(name, spec) for name, spec in document["conditions"].items()

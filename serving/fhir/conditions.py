@@ -45,7 +45,9 @@ def read_conditions(run: MappingRun) -> None:
     extrahepatic = _metastases(run, conditions, concepts["extrahepatic_metastases"])
     if extrahepatic is None:
         label = concepts["extrahepatic_metastases"].label
-        extrahepatic = unrecorded("extrahepatic_metastases", f"Condition codes {label}")
+        extrahepatic = unrecorded(
+            "extrahepatic_metastases", f"Condition codes {label}", run.mapping.absent_booleans
+        )
     run.set("extrahepatic_metastases", extrahepatic.value, extrahepatic.provenance)
 
 

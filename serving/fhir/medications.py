@@ -32,7 +32,9 @@ def read_medications(run: MappingRun) -> None:
             break
         if found is None:
             found = unrecorded(
-                name, f"MedicationStatement or MedicationRequest for {concept.label}"
+                name,
+                f"MedicationStatement or MedicationRequest for {concept.label}",
+                run.mapping.absent_booleans,
             )
         run.set(name, found.value, found.provenance)
 

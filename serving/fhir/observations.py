@@ -26,29 +26,18 @@ def read_observations(run: MappingRun) -> None:
         found["who_grade"],
         found["tumor_burden_percent"],
     )
-    if ki67 is None and grade is None:
-        run.missing(
-            "who_grade or ki67_percent",
-            "the input must hold a final Observation of the Ki-67 index or of the WHO grade, "
-            "but has neither",
-            (*concepts["ki67_percent"].codings(), *concepts["who_grade"].codings()),
-            "ki67_percent",
-            "who_grade",
-        )
-    if burden is None:
-        run.missing(
-            "tumor_burden_percent",
-            "the input must hold a final Observation of the hepatic tumour burden (% of "
-            "liver volume), but has none",
-            concepts["tumor_burden_percent"].codings(),
-            "tumor_burden_percent",
-        )
     for name, value in (("ki67_percent", ki67), ("who_grade", grade)):
         if value is None:
             run.set(name, None, {"source": "absent", "note": ABSENT_NOTES[name]})
         else:
             run.set(name, value.value, value.provenance)
-    if burden is not None:
+    if burden is None:
+        run.set(
+            "tumor_burden_percent",
+            None,
+            {"source": "absent", "note": ABSENT_NOTES["tumor_burden_percent"]},
+        )
+    else:
         run.set("tumor_burden_percent", burden.value, burden.provenance)
 
 

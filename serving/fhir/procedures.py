@@ -18,7 +18,9 @@ def read_procedures(run: MappingRun, reference_date: date) -> None:
     for name, concept in run.mapping.procedures.items():
         found = _procedure(run, procedures, name, concept, reference_date)
         if found is None:
-            found = unrecorded(name, f"completed Procedure of {concept.label}")
+            found = unrecorded(
+                name, f"completed Procedure of {concept.label}", run.mapping.absent_booleans
+            )
         run.set(name, found.value, found.provenance)
 
 

@@ -29,8 +29,11 @@ _SUBJECT_TYPES = tuple(t for t in READ_RESOURCE_TYPES if t not in ("Patient", "M
 
 ABSENT_NOTES = {
     "ki67_percent": "no final Ki-67 Observation",
+    "tumor_burden_percent": "no final hepatic tumour burden Observation: unknown, the "
+    "prognosis integrates over it given the other fields (imputed)",
     "who_grade": "no final WHO grade Observation: the model derives the grade from Ki-67 "
-    f"(WHO 2010: {KI67_GRADES.rule(unit=' %')})",
+    f"(WHO 2010: {KI67_GRADES.rule(unit=' %')}); with neither, the prognosis integrates over "
+    "the grade given the other fields (imputed)",
     "planned_modality": "no planned embolotherapy (Procedure in preparation or draft/active "
     f"ServiceRequest): the prognosis is shown for {about('planned_modality').reference}, the "
     "reference, and all three are compared",
@@ -38,9 +41,14 @@ ABSENT_NOTES = {
 """Why a non-boolean field the resources do not supply is empty (booleans: `unrecorded`)."""
 
 
-def unrecorded(name: str, evidence: str) -> Found:
-    """A boolean field no resource records: False when the field is required (absence of
-    evidence read as absence, as the model was trained), else empty (unknown).
+def unrecorded(name: str, evidence: str, absent_booleans: str = "assume_none") -> Found:
+    """A boolean field no resource records.
+
+    With `absent_booleans` "assume_none" (`data/fhir_mapping.yaml`, the default, for EHRs that
+    code every systemic therapy, procedure and metastasis they know of), a boolean predictor
+    is False: absence of evidence read as absence, as stated in the answer's provenance and the
+    CDS card. With "impute", it is unknown, and the prognosis integrates over it given the
+    other fields (`model.unknown_fields`). A boolean that is not a predictor is unknown.
 
     Parameters
     ----------
@@ -49,9 +57,14 @@ def unrecorded(name: str, evidence: str) -> Found:
     evidence : str
         What would have recorded it, e.g. "MedicationStatement or MedicationRequest for
         cytotoxic chemotherapy".
+    absent_booleans : {"assume_none", "impute"}
+        The mapping's policy.
     """
-    if name in BOOLEAN_FIELDS:
+    if name in BOOLEAN_FIELDS and absent_booleans == "assume_none":
         return Found(False, {"source": "default", "note": f"no {evidence}: assumed none"})
+    if name in BOOLEAN_FIELDS:
+        note = f"no {evidence}: unknown, imputed from the other fields"
+        return Found(None, {"source": "absent", "note": note})
     return Found(None, {"source": "absent", "note": f"no {evidence}: unknown"})
 
 

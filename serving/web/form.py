@@ -43,8 +43,12 @@ SECTIONS = (
 TREATMENT_FIELDS = ("planned_modality", "months_since_treatment")
 
 ALTERNATIVES = (("who_grade", "ki67_percent"),)
-"""Fields of which at least one must be given (`Patient`'s model validator)."""
-ALTERNATIVE_LEGEND = "Grade: WHO grade or Ki-67 (at least one)"
+"""Fields shown together: the grade is `who_grade`, else derived from Ki-67, else (neither
+recorded) imputed like every field that may be "Not recorded" (`model.unknown_fields`)."""
+ALTERNATIVE_LEGEND = "Grade: WHO grade or Ki-67 (neither recorded: imputed)"
+REQUIRED_ALTERNATIVES: tuple[tuple[str, ...], ...] = ()
+"""Groups of which the page requires one value: none since the grade may be imputed."""
+NOT_RECORDED = "Not recorded"
 
 REQUEST_FIELDS = ("months_since_treatment",)
 """Fields of the request beside the patient, taken from `PrognosisRequest`'s schema."""
@@ -123,7 +127,7 @@ def _field(name: str, spec: dict, required: bool, scope: str) -> FormField:
         return FormField(control="select", options=(("", empty), *texts), **common)
     if kind == "boolean":
         control: Control = "tristate" if nullable else "checkbox"
-        options = (("", "Not recorded"), ("true", "Yes"), ("false", "No")) if nullable else ()
+        options = (("", NOT_RECORDED), ("true", "Yes"), ("false", "No")) if nullable else ()
         return FormField(control=control, options=options, **common)
     if kind in ("integer", "number"):
         return FormField(
@@ -163,7 +167,7 @@ def form_spec_json(fields: Iterable[FormField] | None = None) -> str:
     fields = form_fields() if fields is None else fields
     spec = {
         "fields": [asdict(f) | {"id": f.control_id} for f in fields],
-        "alternatives": [list(group) for group in ALTERNATIVES],
+        "alternatives": [list(group) for group in REQUIRED_ALTERNATIVES],
     }
     return json.dumps(spec, ensure_ascii=True).replace("<", "\\u003c")
 
@@ -261,6 +265,8 @@ def _render_number(
     if form_field.maximum is not None:
         bounds += f' max="{_number(form_field.maximum)}"'
     step = "1" if form_field.integer else "any"
+    if not form_field.required and form_field.scope == "patient":
+        bounds += f' placeholder="{NOT_RECORDED}"'
     mode = "numeric" if form_field.integer else "decimal"
     unit = (
         f'<span class="unit" aria-hidden="true">{escape(form_field.unit)}</span>'

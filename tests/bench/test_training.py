@@ -68,14 +68,17 @@ def test_without_a_gpu_the_gpu_section_says_nothing_was_measured_and_how_to_meas
 
     written = {}
     monkeypatch.setattr(gpu, "environment", lambda packages: ENV)
-    monkeypatch.setattr(gpu, "write_section", lambda name, text: written.update({name: text}))
+    monkeypatch.setattr(
+        gpu, "write_section", lambda name, text, figures: written.update({name: (text, figures)})
+    )
     monkeypatch.setattr("training.devices.cuda_problem", lambda: "no CUDA GPU is visible")
 
     assert gpu.main([]) == 0
     assert written == {}  # a CPU machine leaves a GPU figure measured elsewhere alone
     assert gpu.main(["--record-absence"]) == 0
 
-    text = written["gpu"]
+    text, figures = written["gpu"]
+    assert figures["targets"] == {"gpu_speedup_1m": None}
     assert "Not measured: no CUDA GPU is visible. The script is ready" in text
     assert "not measured" in text.split("Targets")[1]
 

@@ -577,6 +577,24 @@ def test_auto_relaxation_refits_every_term_once_the_cohort_supports_them_all():
     np.testing.assert_allclose(relaxed.coef_, full, rtol=1e-6, atol=1e-9)
 
 
+def test_a_refit_from_the_tuned_parameters_of_an_auto_relaxed_fit_keeps_every_term():
+    # Bootstrap members and the fits on imputed copies refit `tuned_params()` on other rows:
+    # they must fit the chosen model (every term, unpenalised), not the terms their own
+    # penalised path keeps (the lasso drops noise columns here).
+    X, y = _simulate_cox_cohort(2000, np.array([0.8, -0.6, 0.5]), n_noise=6, seed=3)
+    tuned = PenalizedCox(random_state=0, relax="auto").fit(X, y).tuned_params()
+    rows = np.random.default_rng(1).integers(0, len(X), len(X))
+    X_other, y_other = X.iloc[rows], y[rows]
+    refit = PenalizedCox(random_state=0, **tuned).fit(X_other, y_other)
+    full = fit_cox_coefficients(
+        X_other.to_numpy(), y_other["event"], y_other["time"], ridge=RELAXED_RIDGE
+    )
+
+    assert tuned["relax"] == "all"
+    assert refit.selected_.all()
+    np.testing.assert_allclose(refit.coef_, full, rtol=1e-6, atol=1e-9)
+
+
 def test_auto_relaxation_keeps_the_penalised_fit_where_the_cohort_is_too_small():
     # 60 subjects, weak effects, 10 terms: the shrinkage factor is far below 0.9.
     X, y = _simulate_cox_cohort(60, np.array([0.3, -0.2]), n_noise=8, seed=4)

@@ -89,9 +89,13 @@ def test_a_misspelled_field_is_rejected_rather_than_ignored():
     assert error_fields(tumour_burden_percent=40) == {"tumour_burden_percent"}
 
 
-def test_grade_or_ki67_is_required():
-    with pytest.raises(ValidationError, match="who_grade or ki67_percent"):
-        patient(who_grade=None)
+def test_a_patient_without_grade_or_ki67_has_an_unknown_grade_to_impute():
+    unknown = patient(who_grade=None, tumor_burden_percent=None, extrahepatic_metastases=None)
+    assert unknown.grade is None
+    assert unknown.burden_category is None
+    expected = ("who_grade", "tumor_burden_percent", "extrahepatic_metastases")
+    assert unknown.unknown_fields == expected
+    assert patient(who_grade=None, ki67_percent=8.0).unknown_fields == ()
 
 
 @pytest.mark.parametrize(

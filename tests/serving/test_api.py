@@ -127,7 +127,7 @@ def test_batch_of_1001_patients_is_400_saying_at_most_1000(client):
 def test_invalid_fields_get_one_message_each_saying_what_is_allowed(client):
     patient = dict(example("g2_pancreas_sirt.json")["patient"])
     patient.update(age_years=918273, primary_site="CANARY-xyz", somatostatin_analog="yes")
-    del patient["extrahepatic_metastases"]
+    patient.update(tumor_burden_percent="lots")
     patient["smoker"] = True
 
     response = client.post("/v1/prognosis", json={"patient": patient})
@@ -138,26 +138,31 @@ def test_invalid_fields_get_one_message_each_saying_what_is_allowed(client):
         ("patient", "age_years"),
         ("patient", "primary_site"),
         ("patient", "somatostatin_analog"),
-        ("patient", "extrahepatic_metastases"),
+        ("patient", "tumor_burden_percent"),
         ("patient", "smoker"),
     }
     assert details[("patient", "age_years")]["msg"] == "Input should be less than or equal to 100"
     assert "'pancreas', 'gut', 'lung' or 'other'" in details[("patient", "primary_site")]["msg"]
-    assert details[("patient", "extrahepatic_metastases")]["msg"] == "Field required"
+    assert "valid number" in details[("patient", "tumor_burden_percent")]["msg"]
     assert all("input" not in d and "ctx" not in d for d in details.values())
     assert "918273" not in response.text
     assert "CANARY" not in response.text
 
 
-def test_a_patient_without_grade_or_ki67_is_400_saying_one_is_required(client):
+def test_a_patient_with_unknown_fields_is_answered_naming_them(client):
     patient = dict(example("g1_gut_tace.json")["patient"])
     del patient["who_grade"], patient["ki67_percent"]
+    patient["tumor_burden_percent"] = None
 
     response = client.post("/v1/prognosis", json={"patient": patient})
 
-    assert response.status_code == 400
-    [detail] = response.json()["detail"]
-    assert "who_grade or ki67_percent must be given" in detail["msg"]
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["patient_summary"]["imputed_fields"] == ["who_grade", "tumor_burden_percent"]
+    [warning] = [w for w in answer["warnings"] if w["code"] == "imputed_fields"]
+    assert warning["fields"] == ["who_grade", "tumor_burden_percent"]
+    for entry in answer["os"]["survival_at"].values():
+        assert entry["lower"] <= entry["value"] <= entry["upper"]
 
 
 def test_a_negative_follow_up_time_is_400_at_months_since_treatment(client):

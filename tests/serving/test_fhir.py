@@ -17,6 +17,7 @@ from serving.audit import AuditLog
 from serving.fhir import (
     MAPPING_PATH,
     FhirBundleIncomplete,
+    FhirMapping,
     FhirValidationError,
     default_mapping,
     mapping_table,
@@ -193,39 +194,39 @@ def test_each_missing_item_yields_its_own_message_naming_the_codes_that_supply_i
         "age_years",
         "primary_site",
         "liver_metastases",
-        "who_grade or ki67_percent",
-        "tumor_burden_percent",
     ]
     assert {issue.code for issue in error.issues} == {"required"}
     by_field = {issue.field: issue for issue in error.issues}
-    assert (
-        by_field["tumor_burden_percent"].codes
-        == mapping.observations["tumor_burden_percent"].codings()
-    )
     assert by_field["liver_metastases"].codes == mapping.conditions["liver_metastases"].codings()
-    assert [c["code"] for c in by_field["who_grade or ki67_percent"].codes] == [
-        "29593-1",
-        "85330-9",
-        "371469007",
-        "33732-9",
-    ]
     assert "SNOMED CT 94381002 (Metastatic malignant neoplasm to liver (disorder))" in (
         by_field["liver_metastases"].message
     )
     assert "Patient/net-empty has none" in by_field["age_years"].message
 
 
-def test_a_resource_that_was_ignored_is_named_in_the_message_of_the_item_it_would_supply():
-    error = incomplete(bundle("incomplete_no_burden_no_grade.bundle.json"))
+def test_a_bundle_without_burden_or_grade_maps_them_as_unknown_to_be_imputed():
+    mapped = patient_from_bundle(bundle("incomplete_no_burden_no_grade.bundle.json"), today=TODAY)
 
-    assert [issue.field for issue in error.issues] == [
-        "who_grade or ki67_percent",
-        "tumor_burden_percent",
-    ]
-    assert (
-        "ignored: Observation/ki67-preliminary (status not final, amended or corrected)"
-        in error.issues[0].message
+    assert mapped.patient.unknown_fields[:2] == ("who_grade", "tumor_burden_percent")
+    for name in ("who_grade", "tumor_burden_percent"):
+        assert mapped.provenance[name]["source"] == "absent"
+        assert "imputed" in mapped.provenance[name]["note"]
+
+
+def test_absent_booleans_are_assumed_none_by_default_and_imputed_when_the_mapping_says_so():
+    document = yaml.safe_load(MAPPING_PATH.read_text(encoding="utf-8"))
+    assumed = patient_from_bundle(bundle("g1_gut_tace.bundle.json"), today=TODAY)
+    imputing = patient_from_bundle(
+        bundle("g1_gut_tace.bundle.json"),
+        today=TODAY,
+        mapping=FhirMapping({**document, "absent_booleans": "impute"}),
     )
+
+    assert assumed.patient.cytotoxic_chemotherapy is False
+    assert assumed.provenance["cytotoxic_chemotherapy"]["source"] == "default"
+    assert imputing.patient.cytotoxic_chemotherapy is None
+    assert "cytotoxic_chemotherapy" in imputing.patient.unknown_fields
+    assert "imputed" in imputing.provenance["cytotoxic_chemotherapy"]["note"]
 
 
 def test_conflicting_planned_modalities_are_one_conflict_naming_both_orders():
@@ -332,15 +333,6 @@ def test_the_fhir_route_answers_an_operation_outcome_per_problem(make_client):
         "age_years",
         "primary_site",
         "liver_metastases",
-        "who_grade or ki67_percent",
-        "tumor_burden_percent",
-    ]
-    assert issues[4]["details"]["coding"] == [
-        {
-            "system": "urn:netprognosis:codes",
-            "code": "hepatic-tumor-burden-percent",
-            "display": "Hepatic tumour burden, % of liver volume",
-        }
     ]
     assert not_json.status_code == 400
     assert not_json.json()["issue"][0]["code"] == "structure"

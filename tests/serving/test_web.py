@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from model.schema import Patient
+from model.schema import BOOLEAN_FIELDS, IMPUTED_QUANTITIES, Patient
 from serving.settings import hash_token
 from tests.serving.conftest import example
 from tests.serving.web_conftest import (
@@ -80,7 +80,8 @@ def fill_g2_pancreas(page, *, age: str = "62", burden: str = "30") -> None:
     page.fill("#field-ki67_percent", "8")
     page.fill("#field-tumor_burden_percent", burden)
     page.select_option("#field-primary_site", "pancreas")
-    page.check("#field-somatostatin_analog")
+    for name in BOOLEAN_FIELDS:
+        page.select_option(f"#field-{name}", "true" if name == "somatostatin_analog" else "false")
     page.select_option("#field-planned_modality", "TACE")
 
 
@@ -328,19 +329,39 @@ def test_an_out_of_range_age_is_flagged_next_to_the_age_field_and_nothing_is_sen
     web.assert_clean()
 
 
-def test_a_missing_grade_and_ki67_is_flagged_on_the_pair_and_nothing_is_sent(web_server, open_page):
+def test_every_imputable_field_offers_not_recorded_and_the_answer_names_what_was_imputed(
+    web_server, open_page
+):
     web = open_page(web_server)
     page = web.page
     fill_g2_pancreas(page)
+    for name in IMPUTED_QUANTITIES:
+        control = page.locator(f"#field-{name}")
+        if control.evaluate("e => e.tagName") == "SELECT":
+            texts = control.locator("option").all_inner_texts()
+            assert any(t.startswith("Not recorded") for t in texts), (name, texts)
+        else:
+            assert control.get_attribute("placeholder") == "Not recorded", name
+    assert page.get_attribute("#field-ki67_percent", "placeholder") == "Not recorded"
     page.select_option("#field-who_grade", "")
     page.fill("#field-ki67_percent", "")
+    page.fill("#field-tumor_burden_percent", "")
+    page.select_option("#field-extrahepatic_metastases", "")
 
     submit_with_enter(page)
+    wait_for_results(page)
 
-    message = page.locator("#error-group-who_grade-ki67_percent")
-    message.wait_for(state="visible")
-    assert "WHO grade or the Ki-67 index" in message.inner_text()
-    assert web.api_requests("/v1/prognosis") == []
+    [request] = web.api_requests("/v1/prognosis")
+    sent = json.loads(request.post_data)["patient"]
+    assert sent.get("tumor_burden_percent") is None
+    assert sent.get("extrahepatic_metastases") is None
+    warnings = page.inner_text("#warnings")
+    for label in ("WHO grade", "Hepatic tumour burden", "Extrahepatic metastases"):
+        assert label in warnings
+    summary = page.inner_text("#patient-summary")
+    assert "grade not recorded (imputed)" in summary
+    assert "tumour burden not recorded (imputed)" in summary
+    web.assert_clean()
 
 
 def test_field_errors_from_the_service_are_shown_next_to_their_fields(web_server, open_page):

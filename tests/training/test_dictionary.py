@@ -45,7 +45,10 @@ def test_ranges_units_and_requirements_come_from_the_schemas():
     assert columns["center"].required == "no"
     assert columns["sex"].predictor == "no"
     assert columns["modality"].predictor == "yes"
-    assert columns["who_grade"].required == "yes, unless `ki67_percent` is given"
+    grade_rule = "no; with neither it nor `ki67_percent`, the grade is imputed"
+    assert columns["who_grade"].required == grade_rule
+    assert columns["tumor_burden_percent"].required == "column yes; an empty cell is imputed"
+    assert columns["somatostatin_analog"].required == "column yes; an empty cell is imputed"
 
 
 def test_the_markdown_table_has_one_row_per_column_with_seven_cells():

@@ -65,11 +65,9 @@ def test_a_simulated_cohort_is_valid_and_comes_back_typed(cohort):
             "maybe",
             "row 5, column extrahepatic_metastases: must be true or false",
         ),
-        (
-            "tumor_burden_percent",
-            None,
-            "row 5, column tumor_burden_percent: a value is required here",
-        ),
+        ("age_years", None, "row 5, column age_years: a value is required here"),
+        ("os_event", None, "row 5, column os_event: a value is required here"),
+        ("hpfs_months", None, "row 5, column hpfs_months: a value is required here"),
         ("os_months", 0.0, "row 5, column os_months: must be a positive number of months"),
         ("hpfs_months", -3.0, "row 5, column hpfs_months: must be a positive number of months"),
         ("os_event", 2, "row 5, column os_event: must be 0 (censored) or 1 (event)"),
@@ -225,9 +223,15 @@ def test_duplicate_patient_ids_are_reported_on_every_copy(cohort):
     ]
 
 
-def test_neither_grade_nor_ki67_is_reported(cohort):
-    broken = corrupt(corrupt(cohort, 0, "who_grade", None), 0, "ki67_percent", None)
-    assert problems_of(broken) == ["row 1: who_grade or ki67_percent must be given"]
+def test_empty_imputable_predictors_are_accepted_and_kept_empty(cohort):
+    holed = corrupt(corrupt(cohort, 0, "who_grade", None), 0, "ki67_percent", None)
+    holed = corrupt(corrupt(holed, 3, "tumor_burden_percent", None), 4, "somatostatin_analog", None)
+    typed = validate_cohort(holed)
+    assert pd.isna(typed.at[0, "who_grade"])
+    assert pd.isna(typed.at[0, "ki67_percent"])
+    assert pd.isna(typed.at[3, "tumor_burden_percent"])
+    assert typed.at[4, "somatostatin_analog"] is None
+    assert typed["extrahepatic_metastases"].dtype == bool
 
 
 def test_true_columns_offered_as_features_are_refused(cohort):

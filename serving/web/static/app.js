@@ -458,8 +458,10 @@
       list.append(item);
     }
     const s = prognosis.patient_summary;
-    const grade = s.grade_source === "ki67_percent" ? `${s.who_grade} (derived from Ki-67)` : s.who_grade;
-    $("patient-summary").textContent = `Model categories: grade ${grade} · tumour burden ${s.burden_category} % of liver volume · prognosis for ${s.modality}${s.planned_modality_given ? "" : " (no modality planned: TACE as reference, all three compared)"}.`;
+    const imputed = s.imputed_fields || [];
+    const grade = s.grade_source === "imputed" ? "not recorded (imputed)" : s.grade_source === "ki67_percent" ? `${s.who_grade} (derived from Ki-67)` : s.who_grade;
+    const burden = imputed.includes("tumor_burden_percent") ? "not recorded (imputed)" : `${s.burden_category} % of liver volume`;
+    $("patient-summary").textContent = `Model categories: grade ${grade} · tumour burden ${burden} · prognosis for ${s.modality}${s.planned_modality_given ? "" : " (no modality planned: TACE as reference, all three compared)"}.`;
   }
 
   function renderKeyFigures(prognosis) {

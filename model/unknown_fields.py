@@ -1,0 +1,400 @@
+"""Unknown fields at prediction: their distribution given the known ones, and the mixture.
+
+A patient may leave an imputable predictor (:data:`model.schema.IMPUTED_QUANTITIES`) unknown.
+The model uses each of them only as a category (grade, burden category, a boolean), so the
+prognosis is an exact finite mixture: the patient is completed with every likely combination
+of the unknown categories, each weighted by its probability given the known fields, and the
+answers are mixed (Sperrin et al. 2020: at prediction time, integrate over what is missing
+given what is known, never given the outcome). The probabilities come from one multinomial
+logistic model per quantity, fitted on the training cohort (completed by MICE where it had
+holes, without the outcome) and kept as coefficients only - the bundle holds no patient row.
+With one unknown quantity its probabilities are exact; with several, chained Gibbs draws from
+the same models give the joint distribution.
+
+The mixture's point values are the probability-weighted means of the completions' values. Its
+interval at every horizon, month and median is the mixture's 2.5 and 97.5 % quantiles (each
+completion's answer normal with the spread of its own interval), widened where needed to the
+envelope of the intervals of every completion with at least :data:`LIKELY` probability: so the
+interval is never narrower than the interval of any likely value of the field and contains
+every likely value's point prediction. The explanation and the risk percentile are those of the
+most probable completion, which the warning says.
+
+Reference
+---------
+Sperrin M, Martin GP, Sisk R, Peek N. Missing data should be handled differently for
+prediction than for description or causal explanation. J Clin Epidemiol. 2020;125:183-7.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from model.bundle import MONTH_GRID
+from model.modality import _median_entry
+from model.schema import (
+    BURDEN_CATEGORIES,
+    DESIGN_COLUMNS,
+    FIELDS,
+    GRADES,
+    Patient,
+    encode,
+)
+
+__all__ = ["LIKELY", "FieldModel", "PredictionImputer", "mix_prognoses"]
+
+LIKELY = 0.10
+"""A value of an unknown field with at least this probability is "likely": its own interval
+lies inside the mixture's, and the warning says how much it moves the answer."""
+MIN_MIXTURE_WEIGHT = 0.005
+"""Combinations less probable than this are dropped (and the rest renormalised)."""
+GIBBS_DRAWS, GIBBS_SWEEPS = 400, 6
+_Z = float(stats.norm.ppf(0.975))
+_VALUE_KEYS = ("value", "survival", "incidence")
+_MIXED = ("hpfs", "os", "hepatic_progression")
+_NOT_MIXED = ("explanation", "check_model")
+
+
+@dataclass(frozen=True)
+class FieldModel:
+    """The distribution of one unknown quantity given the patient's other predictors.
+
+    Attributes
+    ----------
+    name : str
+        The quantity (`who_grade` for the grade, a boolean field, `tumor_burden_percent`).
+    levels : tuple
+        The values a completion gives the field, one per category (for burden, the training
+        cohort's mean percent within the category).
+    level_names : tuple of str
+        The categories as the warning names them.
+    features : tuple of str
+        The design columns the model reads (the patient's other predictors, no modality).
+    coef : ndarray, shape = (n_levels, n_features)
+    intercept : ndarray, shape = (n_levels,)
+    """
+
+    name: str
+    levels: tuple
+    level_names: tuple[str, ...]
+    features: tuple[str, ...]
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def probabilities(self, design: pd.DataFrame) -> np.ndarray:
+        """P(level | other predictors), shape = (n_rows, n_levels)."""
+        logits = design[list(self.features)].to_numpy() @ self.coef.T + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+
+def level_values(name: str, burden_means: dict[str, float]) -> tuple[tuple, tuple[str, ...]]:
+    """The completion values and display names of quantity `name`'s categories."""
+    if name == "who_grade":
+        return tuple(GRADES), tuple(GRADES)
+    if name == "tumor_burden_percent":
+        names = tuple(f"{c} %" for c in BURDEN_CATEGORIES)
+        return tuple(float(burden_means[c]) for c in BURDEN_CATEGORIES), names
+    return (False, True), ("no", "yes")
+
+
+def other_features(name: str) -> tuple[str, ...]:
+    """The design columns that model quantity `name`: every patient column but its own."""
+    return tuple(
+        c.name for c in DESIGN_COLUMNS if c.source not in ("modality", name) and c.within is None
+    )
+
+
+@dataclass
+class PredictionImputer:
+    """Per imputable quantity, its :class:`FieldModel`; fitted by `training.unknowns_fit`."""
+
+    models: dict[str, FieldModel] = field(default_factory=dict)
+    seed: int = 0
+
+    def completions(self, patient: Patient) -> tuple[list[Patient], np.ndarray, list[dict]]:
+        """The likely completions of a patient with unknown fields and their probabilities.
+
+        Returns
+        -------
+        patients : list of Patient
+            The patient with each combination of the unknown quantities' values.
+        weights : ndarray, shape = (n_completions,)
+            Their probabilities given the known fields (summing to 1), most probable first.
+        states : list of dict
+            Per completion, ``{quantity: level index}``.
+        """
+        unknown = list(patient.unknown_fields)
+        missing = [n for n in unknown if n not in self.models]
+        if missing:
+            raise KeyError(missing[0])
+        rng = np.random.default_rng(self.seed)
+        codes = self._draws(patient, unknown, rng)
+        combos, counts = np.unique(codes, axis=0, return_counts=True)
+        weights = counts / counts.sum()
+        if len(unknown) == 1:
+            weights = self._exact(patient, unknown[0])
+            combos = np.arange(len(weights))[:, None]
+        keep = weights >= MIN_MIXTURE_WEIGHT
+        combos, weights = combos[keep], weights[keep] / weights[keep].sum()
+        order = np.argsort(-weights, kind="stable")
+        states = [dict(zip(unknown, map(int, combos[i]), strict=True)) for i in order]
+        return [self._complete(patient, s) for s in states], weights[order], states
+
+    def _complete(self, patient: Patient, state: dict[str, int]) -> Patient:
+        update = {name: self.models[name].levels[code] for name, code in state.items()}
+        return patient.model_copy(update=update)
+
+    def _frame(self, patient: Patient, states: list[dict[str, int]]) -> pd.DataFrame:
+        rows = [self._complete(patient, s).model_dump() for s in states]
+        return encode(pd.DataFrame(rows), modality="TACE")
+
+    def _exact(self, patient: Patient, name: str) -> np.ndarray:
+        model = self.models[name]
+        probabilities = model.probabilities(self._frame(patient, [{name: 0}]))[0]
+        return probabilities
+
+    def _draws(self, patient: Patient, unknown: list[str], rng) -> np.ndarray:
+        """Gibbs draws of the unknown quantities' level indices, shape = (n_draws, n_unknown)."""
+        codes = np.zeros((GIBBS_DRAWS, len(unknown)), dtype=int)
+        if len(unknown) == 1:
+            return codes
+        for _ in range(GIBBS_SWEEPS):
+            for j, name in enumerate(unknown):
+                states = [dict(zip(unknown, row, strict=True)) for row in codes.tolist()]
+                probabilities = self.models[name].probabilities(self._frame(patient, states))
+                cumulative = probabilities.cumsum(axis=1)
+                codes[:, j] = (rng.random((len(codes), 1)) > cumulative).sum(axis=1)
+        return np.minimum(codes, [len(self.models[n].levels) - 1 for n in unknown])
+
+
+def _mixture_quantile(values, sds, weights, q: float) -> np.ndarray:
+    """The `q` quantile of each row's normal mixture, by bisection; shapes (n_rows, n_comp)."""
+    low = (values - 6 * sds).min(axis=1)
+    high = (values + 6 * sds).max(axis=1)
+    for _ in range(40):
+        middle = (low + high) / 2
+        cdf = (weights * stats.norm.cdf((middle[:, None] - values) / sds)).sum(axis=1)
+        low, high = np.where(cdf < q, middle, low), np.where(cdf < q, high, middle)
+    return (low + high) / 2
+
+
+def _digits(number) -> int:
+    """Decimals `number` is shown with (at most 4)."""
+    text = repr(float(number))
+    return min(4, len(text.split(".")[1].rstrip("0"))) if "." in text and "e" not in text else 4
+
+
+def _mix_finite(triples: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mixed (value, lower, upper) per row of `triples`, shape (n_rows, n_comp, 3)."""
+    values, lowers, uppers = triples[..., 0], triples[..., 1], triples[..., 2]
+    sds = np.maximum((uppers - lowers) / (2 * _Z), 1e-9)
+    w = np.broadcast_to(weights, values.shape)
+    likely = weights >= LIKELY
+    likely[0] = True
+    mixed_low = _mixture_quantile(values, sds, w, 0.025)
+    mixed_high = _mixture_quantile(values, sds, w, 0.975)
+    lower = np.maximum(np.minimum(mixed_low, lowers[:, likely].min(axis=1)), lowers.min(axis=1))
+    upper = np.minimum(np.maximum(mixed_high, uppers[:, likely].max(axis=1)), uppers.max(axis=1))
+    return np.column_stack([values @ weights, lower, upper])
+
+
+def _mix_with_unreached(triple: np.ndarray, weights: np.ndarray) -> list:
+    """A median's (value, lower, upper) where some completion's is None: beyond the grid."""
+    filled = np.where(np.isnan(triple), np.inf, triple)
+    order = np.argsort(filled[:, 0], kind="stable")
+    cumulative = np.cumsum(weights[order])
+    middle = int(min(int(np.searchsorted(cumulative, 0.5)), len(order) - 1))
+    value = filled[int(order[middle]), 0]
+    likely = weights >= LIKELY
+    likely[0] = True
+    lower, upper = filled[likely, 1].min(), filled[likely, 2].max()
+    return [None if not np.isfinite(x) else float(x) for x in (value, lower, upper)]
+
+
+def _retell_medians(mixed: dict) -> None:
+    """Rewrite each median's text (and the main median's `extrapolated`) from its mixed values."""
+    for endpoint in ("hpfs", "os"):
+        block = mixed[endpoint]
+        entries = [block["median_months"], *(m["median_months"] for m in block["modalities"])]
+        for entry in entries:
+            keep = {k: entry[k] for k in ("extrapolated",) if k in entry}
+            entry.update(
+                _median_entry(entry["value"], entry["lower"], entry["upper"], event=block["event"])
+            )
+            entry.update(keep)
+        main = block["median_months"]
+        follow_up = block["max_follow_up_months"]
+        main["extrapolated"] = bool(
+            follow_up < MONTH_GRID[-1] if main["value"] is None else main["value"] > follow_up
+        )
+
+
+def _triple_nodes(node, path=()):
+    """Paths of every ``{value-key, lower, upper}`` dict inside a prognosis's curves."""
+    if isinstance(node, dict):
+        key = next((k for k in _VALUE_KEYS if k in node), None)
+        if key is not None and "lower" in node and "upper" in node:
+            yield path, key
+            return
+        for name, child in node.items():
+            if name not in _NOT_MIXED and (path or name in _MIXED):
+                yield from _triple_nodes(child, (*path, name))
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            yield from _triple_nodes(child, (*path, i))
+
+
+def _at(node, path):
+    for step in path:
+        node = node[step]
+    return node
+
+
+def mix_prognoses(prognoses: list[dict], weights: np.ndarray) -> dict:
+    """One prognosis from the prognoses of a patient's completions (most probable first).
+
+    Every value with an interval becomes the mixture's (module docstring); everything else is
+    the most probable completion's.
+    """
+    mixed = copy.deepcopy(prognoses[0])
+    nodes = list(_triple_nodes(mixed))
+    as_float = np.vectorize(lambda v: np.nan if v is None else float(v), otypes=[float])
+    raw = np.array(
+        [[[_at(p, path)[k] for k in (key, "lower", "upper")] for p in prognoses]
+         for path, key in nodes],
+        dtype=object,
+    )  # fmt: skip
+    triples = as_float(raw) if raw.size else np.zeros((0, len(prognoses), 3))
+    finite = np.isfinite(triples).all(axis=(1, 2))
+    results = np.full((len(nodes), 3), np.nan)
+    if finite.any():
+        results[finite] = _mix_finite(triples[finite], weights)
+    for row in np.flatnonzero(~finite):
+        results[row] = [
+            np.nan if v is None else v for v in _mix_with_unreached(triples[row], weights)
+        ]
+    for (path, key), mixed_row, numbers in zip(nodes, results, raw, strict=True):
+        target = _at(mixed, path)
+        digits = max([_digits(x) for x in numbers.ravel() if x is not None] or [1])
+        scale = 10.0**digits
+        # Bounds are rounded outwards, so that they still hold every likely value shown.
+        rounded = (round(mixed_row[0], digits), np.floor(mixed_row[1] * scale) / scale,
+                   np.ceil(mixed_row[2] * scale) / scale)  # fmt: skip
+        for name, number in zip((key, "lower", "upper"), rounded, strict=True):
+            target[name] = None if np.isnan(number) else round(float(number), digits)
+    _retell_medians(mixed)
+    return mixed
+
+
+def field_label(name: str) -> str:
+    """How a warning names an imputed quantity."""
+    return "WHO grade (and Ki-67)" if name == "who_grade" else FIELDS[name].form_label
+
+
+def integrate(predict_known, imputer: PredictionImputer | None, patients, months_since) -> list:
+    """Prognoses of `patients`, those with unknown fields as mixtures over their completions.
+
+    Parameters
+    ----------
+    predict_known : callable
+        ``(patients, months_since) -> list of dict`` for patients with every field known.
+    imputer : PredictionImputer or None
+        The bundle's; None for a bundle trained before unknown fields were allowed.
+    patients : list of Patient
+    months_since : list of (float or None)
+        One per patient.
+    """
+    from model.exceptions import UnknownFieldsUnsupported
+
+    expanded: list = []
+    owners: list[int] = []
+    plans: list[tuple | None] = []
+    for i, patient in enumerate(patients):
+        if not patient.unknown_fields:
+            plans.append(None)
+            expanded.append(patient)
+            owners.append(i)
+            continue
+        if imputer is None:
+            raise UnknownFieldsUnsupported(patient.unknown_fields)
+        completed, weights, states = imputer.completions(patient)
+        plans.append((weights, states, len(expanded)))
+        expanded.extend(completed)
+        owners.extend([i] * len(completed))
+    answers = predict_known(expanded, [months_since[i] for i in owners])
+    out = []
+    for i, plan in enumerate(plans):
+        if plan is None:
+            out.append(answers[owners.index(i)])
+            continue
+        weights, states, start = plan
+        answers_i = answers[start : start + len(weights)]
+        mixed = mix_prognoses(answers_i, weights)
+        _describe(mixed, patients[i], imputer, answers_i, weights, states)
+        out.append(mixed)
+    return out
+
+
+def _describe(mixed, patient, imputer, answers, weights, states) -> None:
+    """Say in the answer which fields were imputed and how much they move it."""
+    effects = [
+        _effect(name, imputer.models[name], answers, weights, states)
+        for name in patient.unknown_fields
+    ]
+    summary = mixed["patient_summary"]
+    summary["imputed_fields"] = list(patient.unknown_fields)
+    if "who_grade" in patient.unknown_fields:
+        summary["grade_source"] = "imputed"
+    if "tumor_burden_percent" in patient.unknown_fields:
+        summary["burden_category"] = "not recorded (imputed)"
+    parts = "; ".join(e["message"] for e in effects)
+    mixed["warnings"].insert(
+        0,
+        {
+            "code": "imputed_fields",
+            "message": (
+                f"Not recorded, imputed from the other fields: {parts}. The answer averages over "
+                "these values with their probabilities and its intervals include them; the "
+                "explanation is that of the most probable values. Record the field to narrow it."
+            ),
+            "fields": list(patient.unknown_fields),
+            "effects": effects,
+        },
+    )
+
+
+def _survival_24(answer: dict, endpoint: str) -> float:
+    return float(answer[endpoint]["survival_at"]["24"]["value"])
+
+
+def _effect(name, model: FieldModel, answers, weights, states) -> dict:
+    """One imputed quantity's likely values and the range of 2-year survival across them."""
+    levels = np.array([s[name] for s in states])
+    probability = np.array([weights[levels == k].sum() for k in range(len(model.levels))])
+    likely = [k for k in range(len(model.levels)) if probability[k] >= LIKELY]
+    by_level = {
+        endpoint: [
+            float(np.average([_survival_24(a, endpoint) for a, lv in zip(answers, levels,
+                  strict=True) if lv == k], weights=weights[levels == k]))
+            for k in likely
+        ]
+        for endpoint in ("hpfs", "os")
+    }  # fmt: skip
+    ranges = {e: (min(v), max(v)) for e, v in by_level.items()}
+    values = ", ".join(f"{model.level_names[k]} ({probability[k]:.0%})" for k in likely)
+    moves = "; ".join(f"2-year {e.upper()} {lo:.0%} to {hi:.0%}" for e, (lo, hi) in ranges.items())
+    return {
+        "field": name,
+        "label": field_label(name),
+        "probabilities": {model.level_names[k]: round(float(p), 3) for k, p in
+                          enumerate(probability)},
+        "survival_24_months_range": {e: [round(lo, 3), round(hi, 3)] for e, (lo, hi) in
+                                     ranges.items()},
+        "message": f"{field_label(name)} - likely {values}; across these, {moves}",
+    }  # fmt: skip
