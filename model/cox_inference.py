@@ -39,6 +39,7 @@ __all__ = [
     "CoxDeltaMethod",
     "cumulative_incidence",
     "fit_breslow_inference",
+    "cox_log_likelihood",
     "fit_cox_coefficients",
 ]
 
@@ -74,9 +75,9 @@ class BreslowInference:
     hazard_mean: np.ndarray
 
 
-def _risk_set_sums(X, event, time, coef, shift=0.0):
-    """Risk-set sums at the distinct event times, ascending, with risks ``exp(X coef - shift)``."""
-    risk = np.exp(X @ coef - shift)
+def _risk_set_sums(X, event, time, coef, shift=0.0, offset=0.0):
+    """Risk-set sums at the distinct event times, ascending, risks ``exp(X b + offset - shift)``."""
+    risk = np.exp(X @ coef + offset - shift)
     order = np.argsort(-time, kind="mergesort")
     descending_time = time[order]
     s0 = np.cumsum(risk[order])
@@ -88,13 +89,14 @@ def _risk_set_sums(X, event, time, coef, shift=0.0):
     return event_times, deaths.astype(float), s0[at], s1[at], risk
 
 
-def fit_cox_coefficients(X, event, time, *, ridge=0.0, max_iter=100, tol=1e-9):
+def fit_cox_coefficients(X, event, time, *, ridge=0.0, offset=None, max_iter=100, tol=1e-9):
     """Maximum (ridge-stabilised) Breslow partial likelihood coefficients by Newton-Raphson.
 
     Written by hand because scikit-survival's ``CoxPHSurvivalAnalysis`` overflows on cohorts
     where a covariate level has no events (its coefficient runs off to infinity) and exposes no
     information matrix; step halving on the penalised likelihood and a small `ridge` keep every
-    coefficient finite.
+    coefficient finite. Neither it nor lifelines takes an offset, which model updating needs
+    (the original linear predictor held fixed, van Houwelingen 2000).
 
     Parameters
     ----------
@@ -104,8 +106,11 @@ def fit_cox_coefficients(X, event, time, *, ridge=0.0, max_iter=100, tol=1e-9):
         Whether the event was observed.
     time : ndarray, shape = (n_samples,)
         Time of event or censoring.
-    ridge : float
-        L2 penalty ``0.5 * ridge * |beta|^2`` subtracted from the log partial likelihood.
+    ridge : float or ndarray, shape = (n_features,)
+        L2 penalty ``0.5 * sum(ridge * beta ** 2)`` subtracted from the log partial likelihood;
+        per coefficient when an array (0 leaves a coefficient unpenalised).
+    offset : ndarray, shape = (n_samples,), optional
+        A fixed part of each linear predictor (coefficient 1, not estimated).
 
     Returns
     -------
@@ -114,21 +119,21 @@ def fit_cox_coefficients(X, event, time, *, ridge=0.0, max_iter=100, tol=1e-9):
     X = np.asarray(X, dtype=float)
     event = np.asarray(event, dtype=bool)
     time = np.asarray(time, dtype=float)
+    offset = np.zeros(len(time)) if offset is None else np.asarray(offset, dtype=float)
+    ridge = np.broadcast_to(np.asarray(ridge, dtype=float), (X.shape[1],))
     coef = np.zeros(X.shape[1])
     if not event.any() or X.shape[1] == 0:
         return coef
 
     def objective(beta):
-        linear = X @ beta
-        shift = linear.max()
-        _, deaths, s0, s1, _ = _risk_set_sums(X, event, time, beta, shift)
-        value = linear[event].sum() - deaths @ (np.log(s0) + shift) - 0.5 * ridge * beta @ beta
-        gradient = X[event].sum(axis=0) - deaths @ (s1 / s0[:, None]) - ridge * beta
-        return value, gradient
+        value, gradient, _ = cox_log_likelihood(X, event, time, beta, offset, information=False)
+        return value - 0.5 * ridge @ beta**2, gradient - ridge * beta
 
     value, gradient = objective(coef)
     for _ in range(max_iter):
-        information = _information(X, event, time, coef) + ridge * np.eye(coef.size)
+        information = _information(X, event, time, coef, offset) + np.diag(ridge)
+        if not np.isfinite(information).all():
+            break
         step = np.linalg.lstsq(information, gradient, rcond=None)[0]
         for _ in range(30):
             candidate = coef + step
@@ -136,6 +141,8 @@ def fit_cox_coefficients(X, event, time, *, ridge=0.0, max_iter=100, tol=1e-9):
             if new_value >= value - 1e-12:
                 break
             step = step / 2.0
+        if not np.isfinite(new_value):  # separation outran the ridge: keep the last finite one
+            break
         converged = abs(new_value - value) < tol * (1.0 + abs(value))
         coef, value, gradient = candidate, new_value, new_gradient
         if converged:
@@ -143,10 +150,44 @@ def fit_cox_coefficients(X, event, time, *, ridge=0.0, max_iter=100, tol=1e-9):
     return coef
 
 
-def _information(X, event, time, coef):
+def cox_log_likelihood(X, event, time, coef, offset=None, *, information=True):
+    """Breslow log partial likelihood, its gradient and (optionally) its observed information.
+
+    Parameters
+    ----------
+    X : ndarray, shape = (n_samples, n_features)
+    event : ndarray of bool, shape = (n_samples,)
+    time : ndarray, shape = (n_samples,)
+    coef : ndarray, shape = (n_features,)
+    offset : ndarray, shape = (n_samples,), optional
+        Fixed part of the linear predictor.
+
+    Returns
+    -------
+    value : float
+    gradient : ndarray, shape = (n_features,)
+    information : ndarray, shape = (n_features, n_features), or None
+    """
+    X = np.asarray(X, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    time = np.asarray(time, dtype=float)
+    coef = np.asarray(coef, dtype=float)
+    offset = np.zeros(len(time)) if offset is None else np.asarray(offset, dtype=float)
+    if not event.any():
+        return 0.0, np.zeros(coef.size), np.zeros((coef.size, coef.size))
+    linear = X @ coef + offset
+    shift = linear.max()
+    _, deaths, s0, s1, _ = _risk_set_sums(X, event, time, coef, shift, offset)
+    value = float(linear[event].sum() - deaths @ (np.log(s0) + shift))
+    gradient = X[event].sum(axis=0) - deaths @ (s1 / s0[:, None])
+    info = _information(X, event, time, coef, offset) if information else None
+    return value, gradient, info
+
+
+def _information(X, event, time, coef, offset=0.0):
     """Observed information of the Breslow partial likelihood at `coef`."""
-    shift = (X @ coef).max()
-    event_times, deaths, s0, s1, risk = _risk_set_sums(X, event, time, coef, shift)
+    shift = (X @ coef + offset).max()
+    event_times, deaths, s0, s1, risk = _risk_set_sums(X, event, time, coef, shift, offset)
     # sum over events of S2/S0 equals sum_j x_j x_j' r_j H0(t_j) (each subject's share of every
     # risk set it was in), which avoids a (n_times, p, p) array.
     cumulative = np.cumsum(deaths / s0)

@@ -9,6 +9,8 @@ import click
 
 from serving.cli import audit, serve, token_hash
 from training.cli import main as training
+from training.monitor_cli import monitor
+from training.update_cli import update
 
 __all__ = ["main"]
 
@@ -17,6 +19,6 @@ main = click.Group(
     help=training.help,
     params=training.params,
     callback=training.callback,
-    commands=[*training.commands.values(), serve, audit, token_hash],
+    commands=[*training.commands.values(), update, monitor, serve, audit, token_hash],
 )
 """The `netprog` command: training's group (its `--verbose` included) plus serving's commands."""

@@ -403,6 +403,8 @@ def _print_gate(console, decision: dict) -> None:
     for row in checks_table(decision):
         table.add_row(*row)
     console.print(table)
+    if decision.get("verdict"):
+        console.print(decision["verdict"], markup=False, highlight=False)
     for evaluation_set in decision["evaluation_sets"]:
         used = "used" if evaluation_set["used"] else "NOT used (too few events)"
         console.print(
@@ -425,8 +427,9 @@ def promote(tag: str, force: bool, reason: str) -> None:
     """Point production at TAG if it passes the promotion gate.
 
     The gate compares TAG with the current production model on the held-out patients of
-    both (those neither was trained on): Harrell C may not drop by more than 0.01 for
-    either endpoint, and TAG's calibration slope at 24 months must lie within 0.8-1.25.
+    both (those neither was trained on), by paired bootstrap: it promotes on non-inferiority,
+    when for both endpoints the lower bound of the 95 % interval of ΔC (Harrell and Uno) is
+    above -0.01 and TAG's calibration slope's 95 % interval at 24 months overlaps 0.8-1.25.
     """
     from rich.console import Console
 

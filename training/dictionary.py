@@ -48,7 +48,8 @@ _COHORT_ONLY = {
         "YYYY-MM-DD",
         "",
         "Date of the embolotherapy (the time origin of both endpoints); reported as the "
-        "cohort's date range.",
+        "cohort's date range. Required by `netprog monitor`, where it decides which model in "
+        "production judged the patient.",
     ),
     "modality": (
         "text",

@@ -19,6 +19,7 @@ __all__ = [
     "SourceUnavailableError",
     "StoreError",
     "TrainingError",
+    "UpdateInputError",
 ]
 
 
@@ -75,3 +76,7 @@ class CohortLabelError(TrainingError):
 
 class DeviceUnavailableError(TrainingError):
     """`--device cuda` was asked for on a machine without a usable CUDA GPU."""
+
+
+class UpdateInputError(TrainingError):
+    """A local cohort or base model cannot support model updating; nothing was registered."""

@@ -1,11 +1,14 @@
-"""The promotion gate: a candidate replaces production only if no worse on unseen patients.
+"""The promotion gate: a candidate replaces production only if non-inferior on unseen patients.
 
 Both models' primary full-data fits (what would be served) are evaluated on the same rows:
 the candidate's held-out patients and the production model's held-out patients, each set
 without the patients the other model was trained on (:mod:`training.holdout` makes these
 exclusions empty when both runs used the held-out rule). On every usable set and for both
-endpoints the candidate must keep Harrell's C within `MAX_HARRELL_C_DROP` of production's and
-have a 24-month calibration slope within `CALIBRATION_SLOPE_RANGE`. Nothing is refitted.
+endpoints, by paired bootstrap of those same patients (:mod:`training.gate_statistics`), the
+lower bound of the 95 % interval of ΔC (candidate minus production, Harrell's and Uno's C)
+must lie above -`NON_INFERIORITY_MARGIN`, and the 95 % interval of the candidate's calibration
+slope at 24 months must overlap `CALIBRATION_SLOPE_RANGE`. A point estimate alone decided
+before: on a few hundred patients noise flipped it either way. Nothing is refitted.
 """
 
 from __future__ import annotations
@@ -17,27 +20,40 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from model.bundle import MONTH_GRID, ModelBundle
+from model.bundle import ModelBundle
 from model.schema import ENDPOINTS, FEATURE_NAMES, OUTCOME_COLUMNS, PATIENT_FIELDS
 from store import registry
 from training import evaluate
-from training.exceptions import EvaluationInputError, GateRefusedError, RegistryError
+from training.exceptions import GateRefusedError, RegistryError
 from training.fit import survival_target
+from training.gate_statistics import (
+    CALIBRATION_SLOPE_RANGE,
+    GATE_BOOTSTRAP,
+    NON_INFERIORITY_MARGIN,
+    SLOPE_HORIZON,
+    UNO_TAU,
+    paired_concordance,
+    slope_overlaps,
+    slope_with_interval,
+)
 from training.holdout import patient_hashes
-from training.pipeline import headline, predict_rows
+from training.pipeline import predict_rows
 
 __all__ = [
     "CALIBRATION_SLOPE_RANGE",
     "MAX_HARRELL_C_DROP",
     "MIN_EVENTS",
+    "NON_INFERIORITY_MARGIN",
+    "checks_table",
+    "compare_on_rows",
     "evaluate_gate",
     "promote",
 ]
 
 logger = logging.getLogger(__name__)
 
-MAX_HARRELL_C_DROP = 0.01
-CALIBRATION_SLOPE_RANGE = (0.8, 1.25)
+MAX_HARRELL_C_DROP = NON_INFERIORITY_MARGIN
+"""The old name of the margin, kept for callers."""
 MIN_EVENTS = 10
 """Fewest events per endpoint for an evaluation set to count: fewer give no usable slope."""
 
@@ -109,70 +125,102 @@ def _same_rows(first: pd.DataFrame, second: pd.DataFrame) -> bool:
     return ordered[0].equals(ordered[1])
 
 
-def _figures(bundle: ModelBundle, endpoint: str, rows: pd.DataFrame) -> dict:
-    name = bundle.primary[endpoint]
-    y = survival_target(rows, endpoint)
-    risk, survival = predict_rows(bundle.models[endpoint][name], rows)
-    try:
-        figures = headline(evaluate.survival_metrics(y, y, risk, survival, times=MONTH_GRID))
-    except EvaluationInputError as error:
-        return {"model": name, "harrell_c": None, "calibration_slope_24": None, "note": str(error)}
-    return {"model": name, **evaluate.to_jsonable(figures)}
+def _predictions(bundle: ModelBundle, endpoint: str, rows: pd.DataFrame):
+    """The primary full-data fit's risk and its survival at the slope's horizon."""
+    risk, survival = predict_rows(bundle.models[endpoint][bundle.primary[endpoint]], rows)
+    return risk, survival[:, int(SLOPE_HORIZON)]
 
 
 def _finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def _slope_check(set_name: str, endpoint: str, slope: dict, production: dict | None) -> dict:
+    return {
+        "set": set_name,
+        "endpoint": endpoint,
+        "check": "calibration_slope_24",
+        "candidate": slope["slope"],
+        "production": None if production is None else production["slope"],
+        "lower": slope["lower"],
+        "upper": slope["upper"],
+        "limit": list(CALIBRATION_SLOPE_RANGE),
+        "passed": slope_overlaps(slope),
+        "note": slope["note"],
+    }
+
+
+def _concordance_checks(set_name: str, endpoint: str, figures: dict) -> list[dict]:
+    return [
+        {
+            "set": set_name,
+            "endpoint": endpoint,
+            "check": name,
+            "candidate": entry["candidate"],
+            "production": entry["production"],
+            "difference": entry["difference"],
+            "lower": entry["lower"],
+            "upper": entry["upper"],
+            "limit": -NON_INFERIORITY_MARGIN,
+            "passed": _finite(entry["lower"]) and entry["lower"] > -NON_INFERIORITY_MARGIN,
+            "n_resamples": entry["n_resamples"],
+        }
+        for name, entry in figures.items()
+    ]
+
+
 def _checks(
-    evaluation_set: EvaluationSet, candidate: ModelBundle, production: ModelBundle | None
+    evaluation_set: EvaluationSet,
+    candidate: ModelBundle,
+    production: ModelBundle | None,
+    seed: int = 0,
+    n_resamples: int = GATE_BOOTSTRAP,
 ) -> list[dict]:
+    """Per endpoint: ΔC (Harrell, Uno) with paired bootstrap intervals and the candidate's
+    calibration slope with its interval, on `evaluation_set`."""
     checks = []
-    low, high = CALIBRATION_SLOPE_RANGE
     for endpoint in ENDPOINTS:
-        ours = _figures(candidate, endpoint, evaluation_set.rows)
-        slope = ours["calibration_slope_24"]
-        checks.append(
-            {
-                "set": evaluation_set.name,
-                "endpoint": endpoint,
-                "check": "calibration_slope_24",
-                "candidate": slope,
-                "production": None,
-                "limit": [low, high],
-                "passed": _finite(slope) and low <= slope <= high,
-            }
-        )
+        y = survival_target(evaluation_set.rows, endpoint)
+        risk, survival = _predictions(candidate, endpoint, evaluation_set.rows)
+        theirs = None
+        if production is not None:
+            their_risk, their_survival = _predictions(production, endpoint, evaluation_set.rows)
+            theirs = slope_with_interval(y, their_survival)
+        slope = slope_with_interval(y, survival)
+        checks.append(_slope_check(evaluation_set.name, endpoint, slope, theirs))
         if production is None:
             continue
-        theirs = _figures(production, endpoint, evaluation_set.rows)
-        c_new, c_old = ours["harrell_c"], theirs["harrell_c"]
-        checks.append(
-            {
-                "set": evaluation_set.name,
-                "endpoint": endpoint,
-                "check": "harrell_c",
-                "candidate": c_new,
-                "production": c_old,
-                "limit": None if not _finite(c_old) else c_old - MAX_HARRELL_C_DROP,
-                "passed": _finite(c_new) and _finite(c_old) and c_new >= c_old - MAX_HARRELL_C_DROP,
-            }
-        )
+        figures = paired_concordance(y, risk, their_risk, n_resamples=n_resamples, seed=seed)
+        checks += _concordance_checks(evaluation_set.name, endpoint, figures)
     return checks
+
+
+_C_NAMES = {"harrell_c": "Harrell", "uno_c": "Uno"}
 
 
 def _failure_text(check: dict) -> str:
     where = f"{check['endpoint'].upper()} on the {check['set']} patients"
-    if check["check"] == "harrell_c":
+    if check["check"] in _C_NAMES:
+        if not _finite(check["lower"]):
+            return f"{where}: ΔC ({_C_NAMES[check['check']]}) is not computable"
         return (
-            f"{where}: Harrell C {_number(check['candidate'])} is more than "
-            f"{MAX_HARRELL_C_DROP} below production's {_number(check['production'])}"
+            f"{where}: non-inferiority not shown: the lower bound of the 95 % interval of ΔC "
+            f"({_C_NAMES[check['check']]}), {_number(check['lower'])}, is not above "
+            f"-{NON_INFERIORITY_MARGIN} (ΔC {_signed(check['difference'])}, candidate "
+            f"{_number(check['candidate'])} against production {_number(check['production'])})"
         )
     low, high = CALIBRATION_SLOPE_RANGE
+    if not _finite(check["lower"]):
+        return f"{where}: calibration slope at 24 months is not computable ({check['note']})"
     return (
-        f"{where}: calibration slope at 24 months must be within {low}-{high}, but is "
-        f"{_number(check['candidate'])}"
+        f"{where}: the 95 % interval of the calibration slope at 24 months, "
+        f"{_number(check['lower'])}-{_number(check['upper'])} (slope "
+        f"{_number(check['candidate'])}), does not overlap {low}-{high}"
     )
+
+
+def _signed(value) -> str:
+    return f"{value:+.3f}" if _finite(value) else "not computable"
 
 
 def _number(value) -> str:
@@ -231,19 +279,64 @@ def evaluate_gate(candidate: str, production: str | None = None) -> dict:
         {
             "candidate": candidate,
             "production": production,
-            "criteria": {
-                "max_harrell_c_drop": MAX_HARRELL_C_DROP,
-                "calibration_slope_24": list(CALIBRATION_SLOPE_RANGE),
-                "min_events": MIN_EVENTS,
-                "model": "each bundle's primary full-data fit per endpoint",
-            },
+            "criteria": CRITERIA,
             "evaluation_sets": [s.describe(s in usable) for s in sets],
             "checks": checks,
             "failures": failures,
             "passed": not failures,
+            "verdict": _verdict(not failures, production),
             "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
+
+
+def compare_on_rows(
+    candidate: ModelBundle,
+    production: ModelBundle | None,
+    rows: pd.DataFrame,
+    *,
+    seed: int = 0,
+    n_resamples: int = GATE_BOOTSTRAP,
+) -> dict:
+    """The gate's checks, failures and verdict for two bundles on `rows` (no registry needed)."""
+    checks = _checks(EvaluationSet("given", rows, 0, ""), candidate, production, seed, n_resamples)
+    failures = [_failure_text(check) for check in checks if not check["passed"]]
+    return evaluate.to_jsonable(
+        {
+            "checks": checks,
+            "failures": failures,
+            "passed": not failures,
+            "verdict": _verdict(not failures, "production" if production is not None else None),
+        }
+    )
+
+
+CRITERIA = {
+    "non_inferiority_margin": NON_INFERIORITY_MARGIN,
+    "delta_c": "lower bound of the paired-bootstrap 95 % interval of candidate minus "
+    "production, Harrell's C and Uno's C, above -margin",
+    "calibration_slope_24": list(CALIBRATION_SLOPE_RANGE),
+    "slope_rule": "the candidate's 95 % interval of the calibration slope at 24 months overlaps "
+    "the range",
+    "bootstrap_resamples": GATE_BOOTSTRAP,
+    "uno_tau_months": UNO_TAU,
+    "min_events": MIN_EVENTS,
+    "model": "each bundle's primary full-data fit per endpoint",
+}
+
+
+def _verdict(passed: bool, production: str | None) -> str:
+    low, high = CALIBRATION_SLOPE_RANGE
+    rule = (
+        f"the lower bound of the 95 % interval of ΔC (Harrell and Uno) is above "
+        f"-{NON_INFERIORITY_MARGIN} and the calibration slope's 95 % interval overlaps "
+        f"{low}-{high}"
+    )
+    if production is None:
+        rule = f"the calibration slope's 95 % interval overlaps {low}-{high}"
+    if passed:
+        return f"promoted on non-inferiority: {rule}, for both endpoints on every evaluation set"
+    return f"refused: non-inferiority not shown; promotion needs {rule}"
 
 
 def promote(tag: str, *, force: bool = False, reason: str = "") -> dict:
@@ -295,8 +388,21 @@ def promote(tag: str, *, force: bool = False, reason: str = "") -> dict:
     return decision
 
 
+def _evidence(check: dict) -> str:
+    if check["check"] == "calibration_slope_24":
+        if not _finite(check["lower"]):
+            return "slope not computable"
+        return f"95% CI {_number(check['lower'])}-{_number(check['upper'])} vs 0.8-1.25"
+    if not _finite(check.get("lower")):
+        return "ΔC not computable"
+    return (
+        f"ΔC {_signed(check['difference'])}, 95% CI {_signed(check['lower'])} to "
+        f"{_signed(check['upper'])} vs -{NON_INFERIORITY_MARGIN}"
+    )
+
+
 def checks_table(decision: dict) -> list[list[str]]:
-    """The decision's checks as rows: set, endpoint, check, candidate, production, passed."""
+    """The decision's checks as rows: set, endpoint, check, candidate, production, result."""
     return [
         [
             c["set"],
@@ -304,7 +410,7 @@ def checks_table(decision: dict) -> list[list[str]]:
             c["check"],
             _number(c["candidate"]),
             _number(c["production"]) if c["production"] is not None else "–",
-            "pass" if c["passed"] else "FAIL",
+            f"{'pass' if c['passed'] else 'FAIL'}: {_evidence(c)}",
         ]
         for c in decision["checks"]
     ]

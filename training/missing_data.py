@@ -95,7 +95,8 @@ def missing_data_record(cohort: pd.DataFrame, m: int | None = None) -> dict:
             "m": int(m if m is not None else n_imputations(cohort)),
             "iterations": MICE_ITERATIONS,
             "variables": "every predictor, received modality, centre, HPFS and OS event "
-            "indicators and Nelson-Aalen cumulative hazards",
+            "indicators and Nelson-Aalen cumulative hazards, and those outcome terms times "
+            "each modality",
             "pooling": "Rubin's rules for the Cox coefficients and baseline; predictions "
             "averaged over imputations",
         }

@@ -110,20 +110,33 @@ def test_a_candidate_trained_on_shuffled_outcomes_is_refused_by_the_gate(candida
     )
     assert os_check["production"] > 0.75
     assert os_check["candidate"] < 0.6
+    assert os_check["upper"] < -0.1
+    assert decision["verdict"].startswith("refused: non-inferiority not shown")
 
 
-def test_a_candidate_retrained_with_another_seed_passes_the_gate(candidates):
+def test_a_candidate_retrained_with_another_seed_passes_the_gate_on_non_inferiority(candidates):
     decision = gate.evaluate_gate(candidates["retrained"])
     assert decision["passed"], decision["failures"]
+    assert decision["verdict"].startswith("promoted on non-inferiority: the lower bound of the")
     assert [s["name"] for s in decision["evaluation_sets"]] == ["shared held-out"]
     assert decision["evaluation_sets"][0]["n_patients"] > 80
     assert decision["evaluation_sets"][0]["n_excluded"] == 0
-    assert len(decision["checks"]) == 4
+    kinds = sorted((c["endpoint"], c["check"]) for c in decision["checks"])
+    assert kinds == [
+        (endpoint, check)
+        for endpoint in ("hpfs", "os")
+        for check in ("calibration_slope_24", "harrell_c", "uno_c")
+    ]
     for check in decision["checks"]:
-        if check["check"] == "harrell_c":
-            assert abs(check["candidate"] - check["production"]) < 0.01
+        assert check["lower"] <= check["candidate" if "slope" in check["check"] else "difference"]
+        if check["check"] in ("harrell_c", "uno_c"):
+            assert check["difference"] == pytest.approx(check["candidate"] - check["production"])
+            assert check["lower"] > -0.01
+            assert check["n_resamples"] >= 490
         else:
-            assert 0.8 <= check["candidate"] <= 1.25
+            assert check["lower"] <= 1.25
+            assert check["upper"] >= 0.8
+    assert decision["criteria"]["non_inferiority_margin"] == 0.01
 
 
 def test_promote_then_rollback_returns_the_previous_model(candidates):

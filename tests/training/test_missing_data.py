@@ -15,7 +15,7 @@ from model.schema import IMPUTED_QUANTITIES
 from store import registry
 from tests.training.store import store_restored_afterwards
 from training.cli import main
-from training.imputation import impute_cohort, missing_mask, n_imputations
+from training.imputation import imputation_matrix, impute_cohort, missing_mask, n_imputations
 from training.imputed_fit import pool_components
 from training.missing_data import missing_data_record
 from training.synthetic import simulate_cohort
@@ -86,6 +86,21 @@ def test_imputation_fills_only_the_missing_predictors_and_never_the_outcome(hole
     missing = mask["tumor_burden_percent"].to_numpy()
     draws = np.stack([f["tumor_burden_percent"].to_numpy()[missing] for f in completed])
     assert (draws.std(axis=0) > 0).mean() > 0.9, "each imputation draws its own values"
+
+
+def test_the_imputation_models_see_the_outcome_under_each_modality(holed):
+    # The models' modality effects differ by grade: a missing grade is drawn from models that
+    # know how the outcome relates to it under the modality the patient received.
+    table = imputation_matrix(holed)
+    for endpoint in ("hpfs", "os"):
+        for name in ("event", "hazard"):
+            outcome = table[f"{endpoint}_{name}"]
+            for modality in ("TAE", "SIRT"):
+                received = (holed["modality"] == modality).to_numpy()
+                interaction = table[f"{endpoint}_{name}_x_{modality}"].to_numpy()
+                np.testing.assert_array_equal(interaction[received], outcome[received])
+                assert not interaction[~received].any()
+    assert not table.filter(like="_x_TACE").columns.size, "TACE is the reference modality"
 
 
 def test_m_is_at_least_10_and_at_least_the_percentage_of_incomplete_patients(holed):

@@ -106,11 +106,14 @@ def calibration_slope(y_test, predicted_survival, horizon: float) -> dict[str, f
             "log_cumulative_hazard": covariate,
         }
     )
-    summary = _fit_cox(frame).summary.loc["log_cumulative_hazard"]
+    # The fitted parameters and intervals, not lifelines' `summary` (which also computes
+    # p-values and a fresh frame): a quarter of the time of `netprog monitor`'s 50 slopes.
+    fitted = _fit_cox(frame)
+    interval = fitted.confidence_intervals_.loc["log_cumulative_hazard"]
     return {
-        "slope": float(summary["coef"]),
-        "lower": float(summary["coef lower 95%"]),
-        "upper": float(summary["coef upper 95%"]),
+        "slope": float(fitted.params_["log_cumulative_hazard"]),
+        "lower": float(interval["95% lower-bound"]),
+        "upper": float(interval["95% upper-bound"]),
     }
 
 
