@@ -59,6 +59,12 @@ def test_unweighted_evaluation_fits_do_not_use_lifelines_and_weighted_ones_still
     summary = common._fit_cox(frame).summary
 
     np.testing.assert_allclose(summary[COLUMNS], expected.summary[COLUMNS], rtol=0, atol=1e-9)
+    fitted = common._fit_cox(frame)
+    np.testing.assert_allclose(fitted.params_, expected.params_, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        fitted.confidence_intervals_, expected.confidence_intervals_, rtol=0, atol=1e-9
+    )
+    assert list(fitted.confidence_intervals_.columns) == ["95% lower-bound", "95% upper-bound"]
     with pytest.raises(AssertionError, match="lifelines was used"):
         common._fit_cox(frame.assign(w=1.0), weights_col="w", robust=True)
 

@@ -29,9 +29,24 @@ _MAX_HALVINGS = 40
 
 @dataclass(frozen=True)
 class CoxSummary:
-    """A fitted Cox model's coefficient table, with lifelines' column names."""
+    """A fitted Cox model's coefficient table, with lifelines' column and attribute names."""
 
     summary: pd.DataFrame
+
+    @property
+    def params_(self) -> pd.Series:
+        """The coefficients, as lifelines' ``CoxPHFitter.params_``."""
+        return self.summary["coef"]
+
+    @property
+    def confidence_intervals_(self) -> pd.DataFrame:
+        """95 % Wald intervals of the coefficients, as lifelines' ``confidence_intervals_``."""
+        return pd.DataFrame(
+            {
+                "95% lower-bound": self.summary["coef lower 95%"],
+                "95% upper-bound": self.summary["coef upper 95%"],
+            }
+        )
 
 
 @dataclass(frozen=True)
