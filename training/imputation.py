@@ -10,10 +10,13 @@ data sets a Cox net or a booster can be fitted on, and over hand-written chained
 modality, the centre and the outcome - each endpoint's event indicator and its Nelson-Aalen
 cumulative hazard at the patient's own time (White and Royston 2009), and these outcome terms
 times each modality, as the models' modality effects differ by grade (Tilling et al. 2016) - so
-that the imputed values keep their association with survival under each modality. Binary
-fields and the grade (coded 0, 1, 2) are drawn on the linear scale and rounded to the nearest
-level ("adaptive rounding" is not used: its gain is small beside the models' error at these
-sizes). Outcomes and `patient_id` are never imputed: validation refuses rows that lack them.
+that the imputed values keep their association with survival under each modality. The chains
+run on a linear scale; the binary fields and the grade (coded 0, 1, 2) are then drawn as
+categories from logistic regressions on the completed other columns, each fitted on a bootstrap
+resample (:func:`categorical_draws`): rounding the linear draws misplaced the middle grade and
+biased the modality-within-grade effects (bench/missing.py: the served intervals' coverage in
+the SIRT cells rose from 0.85 to 0.93 with this step). Outcomes and `patient_id` are never
+imputed: validation refuses rows that lack them.
 
 The number of imputations is at least 10 and at least the percentage of incomplete patients
 (White, Royston and Wood 2011), so the Monte-Carlo error of the pooled estimates stays small
@@ -38,6 +41,9 @@ import numpy as np
 import pandas as pd
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sksurv.nonparametric import nelson_aalen_estimator
 from threadpoolctl import threadpool_limits
 
@@ -198,6 +204,36 @@ def impute_cohort(cohort: pd.DataFrame, m: int | None = None, seed: int = 0) -> 
         # times slower with OpenBLAS's two threads than with one on the 2-core machine.
         with threadpool_limits(limits=1, user_api="blas"):
             drawn = imputer.fit_transform(table.to_numpy())
-        drawn = pd.DataFrame(drawn, index=table.index, columns=table.columns)
+            drawn = pd.DataFrame(drawn, index=table.index, columns=table.columns)
+            drawn = categorical_draws(table, drawn, np.random.default_rng(seed * 1000 + j))
         completed.append(_completed(cohort, drawn, mask))
     return completed
+
+
+def categorical_draws(table: pd.DataFrame, drawn: pd.DataFrame, rng) -> pd.DataFrame:
+    """`drawn` with the grade and the booleans redrawn as categories where they were missing.
+
+    The chained equations draw them on a linear scale, and rounding those draws misplaces the
+    middle grade (G2 too often under TACE and TAE, too rarely under SIRT in the synthetic
+    cohort), which biased the modality-within-grade effects. Each is redrawn from a
+    (multinomial) logistic regression on every other completed column, fitted on a bootstrap
+    resample of the patients who record it, so that the draws carry the model's parameter
+    uncertainty too (van Buuren 2018, section 3.6: the bootstrap as the proper draw).
+    """
+    out = drawn.copy()
+    for name in ("who_grade", *BOOLEAN_FIELDS):
+        missing = table[name].isna().to_numpy()
+        if not missing.any():
+            continue
+        observed = np.flatnonzero(~missing)
+        rows = rng.choice(observed, observed.size)
+        levels = table[name].to_numpy()[rows].astype(int)
+        if np.unique(levels).size < 2:
+            out.loc[missing, name] = float(levels[0])
+            continue
+        others = drawn.drop(columns=name).to_numpy()
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        probabilities = model.fit(others[rows], levels).predict_proba(others[missing])
+        picks = (rng.random(len(probabilities))[:, None] > probabilities.cumsum(axis=1)).sum(axis=1)
+        out.loc[missing, name] = model.classes_[np.minimum(picks, len(model.classes_) - 1)]
+    return out

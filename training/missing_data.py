@@ -91,7 +91,8 @@ def missing_data_record(cohort: pd.DataFrame, m: int | None = None) -> dict:
     if summary["n_incomplete"]:
         record["imputation"] = {
             "method": "multiple imputation by chained equations (scikit-learn IterativeImputer, "
-            "Bayesian ridge, sample_posterior=True)",
+            "Bayesian ridge, sample_posterior=True; the grade and the booleans then drawn "
+            "from bootstrapped logistic regressions)",
             "m": int(m if m is not None else n_imputations(cohort)),
             "iterations": MICE_ITERATIONS,
             "variables": "every predictor, received modality, centre, HPFS and OS event "
