@@ -60,6 +60,8 @@ CONCURRENCY = (1, 4, 8, 16)
 BATCH_SIZES = (100, 1000)
 PACKAGES = ("bentoml", "uvicorn", "starlette", "pydantic", "httpx", "numpy", "scikit-survival")
 STARTUP_SECONDS = 180
+COMPUTE_CORES = 2
+"""The reference machine's cores: the compute-bound limit is this over one prognosis's time."""
 
 
 def _patients(n: int, seed: int = 0) -> list[dict]:
@@ -82,6 +84,26 @@ def _fit_default_model(n_patients: int, n_bootstrap: int) -> str:
 
     cohort = simulate_cohort(n_patients, seed=0)
     return registry.save_bundle(fit_bundle(cohort, seed=0, n_bootstrap=n_bootstrap, n_jobs=-1))
+
+
+def _in_process_ms(tag: str, bodies: list[dict], calls: int, warmup: int) -> float:
+    """Median milliseconds of `Predictor.prognosis` on the served model, in this process,
+    built as the service builds it (with the procedures' published harms)."""
+    from model.predictor import Predictor
+    from model.schema import Patient
+    from serving.harms import load_procedure_harms
+    from serving.loading import load_verified
+
+    _, bundle = load_verified(tag)
+    predictor = Predictor(bundle, procedure_harms=load_procedure_harms())
+    patients = [Patient(**body["patient"]) for body in bodies]
+    times = []
+    for i in range(warmup + calls):
+        start = time.perf_counter()
+        predictor.prognosis(patients[i % len(patients)])
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 def _latency(base: str, route: str, bodies: list[dict], headers: dict, n: int, warmup: int):
@@ -163,20 +185,25 @@ def _batch(base: str, headers: dict, repeats: int) -> dict[int, float]:
     return rates
 
 
-def target_values(real: dict) -> dict[str, float]:
+def target_values(real: dict, floor: dict | None = None, in_process_ms: float | None = None):
     """The figures the serving targets judge."""
     p50, _, p99 = real["latency"]
     rate, _, errors = real["throughput"][8]
-    return {
+    values = {
         "serving_p50_ms": p50,
         "serving_p99_ms": p99,
         "serving_rps_8": rate,
         "serving_errors_8": float(errors),
     }
+    if floor is not None and in_process_ms is not None:
+        values["serving_overhead_ratio"] = (p50 - in_process_ms) / floor["latency"][0]
+        values["serving_rps_8_share"] = rate / (COMPUTE_CORES * 1000.0 / in_process_ms)
+    return values
 
 
-def _report(real: dict, floor: dict, batch: dict, args, env: dict, tag: str) -> str:
+def _report(real: dict, floor: dict, batch: dict, args, env: dict, tag: str, in_ms: float) -> str:
     (p50, p95, p99), (f50, f95, f99) = real["latency"], floor["latency"]
+    limit = COMPUTE_CORES * 1000.0 / in_ms
     model_text = (
         "from the current model store"
         if args.model_tag
@@ -216,6 +243,14 @@ def _report(real: dict, floor: dict, batch: dict, args, env: dict, tag: str) -> 
             ["ratio", f"{p50 / f50:.1f}x", f"{p95 / f95:.1f}x", f"{p99 / f99:.1f}x", ""],
         ],
     )
+    lines += [
+        "",
+        f"In-process `Predictor.prognosis` on the same model and patients, same run (median of "
+        f"{args.requests} after {args.warmup} warm-up, before the servers start): "
+        f"{in_ms:.2f} ms; the service's own overhead (p50 minus that) {p50 - in_ms:.2f} ms = "
+        f"{(p50 - in_ms) / f50:.2f}x the floor's p50; compute-bound limit at "
+        f"{COMPUTE_CORES} cores: {limit:.0f} req/s.",
+    ]
     lines += [
         "",
         f"Throughput, requests/s (each level: up to {args.max_requests} requests or "
@@ -258,7 +293,7 @@ def _report(real: dict, floor: dict, batch: dict, args, env: dict, tag: str) -> 
     lines += markdown_table(
         ["patients per batch", "patients/s"], [[n, f"{r:.0f}"] for n, r in batch.items()]
     )
-    lines += ["", *target_lines(SECTION, target_values(real))]
+    lines += ["", *target_lines(SECTION, target_values(real, floor, in_ms))]
     return "\n".join(lines) + "\n"
 
 
@@ -295,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
         headers = {"authorization": f"Bearer {token}"}
         log_path = scratch_path / "servers.log"
         bodies = [{"patient": p} for p in _patients(64)]
+        in_ms = _in_process_ms(tag, bodies, args.requests, args.warmup)
         with served(env, log_path, startup_seconds=STARTUP_SECONDS) as server:
             base = server.base
             real = _measure(base, "/v1/prognosis", bodies, headers, args)
@@ -305,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         with served(env, log_path, target=floor_target, startup_seconds=STARTUP_SECONDS) as server:
             floor = _measure(server.base, "/v1/ping", pings, {}, args)
     env = environment(PACKAGES)
-    report = _report(real, floor, batch, args, env, tag)
+    report = _report(real, floor, batch, args, env, tag, in_ms)
     sys.stdout.write(report + f"\n({audited} audit records written during the run)\n")
     if not args.no_write:
         figures = {
@@ -316,7 +352,8 @@ def main(argv: list[str] | None = None) -> None:
             "floor": _figures(floor),
             "batch_patients_per_s": batch,
             "audit_records": audited,
-            "targets": target_values(real),
+            "in_process_ms": in_ms,
+            "targets": target_values(real, floor, in_ms),
         }
         write_section(SECTION, report, figures)
 

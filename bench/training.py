@@ -6,11 +6,11 @@ warm caches do not carry over. The subprocess simulates an OS cohort of the requ
 
 - ``PenalizedCox`` or ``BoostedCox`` with their defaults (one thread, as inside the
   pipeline) on ``model.schema.encode`` of the cohort, OS endpoint, at 1,000, 10,000 and
-  100,000 patients (median of 3 fits up to 10,000); ``BoostedCox`` also at 1,000,000. Its
-  default fit (early stopping on a 20 % split, then a refit on all rows) takes over ten
-  minutes at that size here, so by default the 1,000,000 row is a fit of 100 fixed rounds
-  (``early_stopping_rounds=None``) and the default fit is extrapolated from it
-  (:func:`extrapolate_boosted`); ``--boosted-1m-full`` measures the default fit instead.
+  100,000 patients (median of 3 fits up to 10,000); ``BoostedCox`` also at 1,000,000, its
+  default fit (early stopping on a 20 % split, then a refit on all rows) measured, which
+  takes some ten minutes here; ``--boosted-1m-fixed`` fits 100 fixed rounds instead
+  (``early_stopping_rounds=None``) and extrapolates the default fit from them
+  (:func:`extrapolate_boosted`). ``bench/gpu.py`` measures the same fit on a GPU.
 - the whole training pipeline, ``training.pipeline.train`` with the ``netprog train`` defaults
   (5-fold cross-validation of both families and the references, 20 bootstrap members per
   family and endpoint, 2 joblib workers, report and registration) in a temporary
@@ -31,7 +31,7 @@ extrapolation is reported beside it, not judged).
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.training [--pipeline-sizes 1000 10000] [--boosted-1m-full]
+    .venv/bin/python -m bench.training [--pipeline-sizes 1000 10000] [--boosted-1m-fixed]
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ import psutil
 from bench.common import (
     SECTION_TITLES,
     TARGETS,
+    _commit,
     command_line,
     environment,
     environment_lines,
+    figures_path,
     gpu_present,
     markdown_table,
     target_lines,
@@ -131,6 +133,7 @@ def _fit_pipeline(patients: int, seed: int) -> dict:
 
     cohort = simulate_cohort(patients, seed)
     setup_mib = _maxrss_mib()
+    cpu_before = _tree_cpu_seconds()
     start = time.perf_counter()
     marks: list[tuple[str, float]] = [("validating", start)]
     train(
@@ -146,7 +149,26 @@ def _fit_pipeline(patients: int, seed: int) -> dict:
     stages = {}
     for (name, began), (_, ended) in zip(marks, [*marks[1:], ("end", end)], strict=True):
         stages[name] = ended - began
-    return {"seconds": end - start, "setup_mib": setup_mib, "stages": stages}
+    return {
+        "seconds": end - start,
+        "cpu_seconds": _tree_cpu_seconds() - cpu_before,
+        "setup_mib": setup_mib,
+        "stages": stages,
+    }
+
+
+def _tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its live descendants (joblib's workers
+    stay alive between calls, so their time is counted here)."""
+    total = 0.0
+    process = psutil.Process()
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def child_main(spec: dict) -> None:
@@ -220,14 +242,45 @@ def measure(spec: dict, timeout: float) -> dict:
     if process.returncode != 0 or not lines:
         return {**spec, "error": (stderr.strip().splitlines() or ["no output"])[-1]}
     result = json.loads(lines[-1][len(RESULT_PREFIX) :])
-    return {**spec, **result, "peak_tree_mib": sampler.peak_bytes / 2**20, "load": load}
+    stamp = {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit()}
+    return {**spec, **result, "peak_tree_mib": sampler.peak_bytes / 2**20, "load": load, **stamp}
+
+
+def _key(result: dict) -> tuple:
+    return tuple(result.get(k) for k in ("kind", "patients", "device", "rounds"))
+
+
+def earlier_measurements(paths: list[str]) -> list[dict]:
+    """The measurements of earlier runs' figures files (`paths`, default bench/training.json),
+    read before this run writes its own; the first file's row wins where two repeat one."""
+    rows: list[dict] = []
+    for path in [Path(p) for p in paths] or [figures_path(SECTION)]:
+        if path.exists():
+            figures = json.loads(path.read_text(encoding="utf-8")).get("figures", {})
+            rows = with_earlier(rows, figures.get("measurements", []))
+    return [{k: v for k, v in row.items() if k != "earlier"} for row in rows]
+
+
+def with_earlier(results: list[dict], earlier: list[dict]) -> list[dict]:
+    """`results` and, after them, the `earlier` measurements this run did not repeat.
+
+    An earlier row keeps its own date, commit and load, and is marked ``earlier`` so that the
+    table says which run measured it (for measurements too long to repeat in every run).
+    """
+    done = {_key(r) for r in results}
+    kept = [
+        {**r, "earlier": True}
+        for r in earlier
+        if _key(r) not in done and "error" not in r and "measured" in r
+    ]
+    return [*results, *kept]
 
 
 def plan(args: argparse.Namespace, gpu: bool) -> list[dict]:
     """The measurements to run, cheapest first."""
     devices = ("cpu", "cuda") if gpu else ("cpu",)
     specs = []
-    for patients in ESTIMATOR_SIZES:
+    for patients in args.estimator_sizes:
         repeats = TIMING_REPEATS if patients <= REPEATED_UP_TO else 1
         specs.append(
             {"kind": "PenalizedCox", "patients": patients, "device": "cpu", "repeats": repeats}
@@ -236,11 +289,12 @@ def plan(args: argparse.Namespace, gpu: bool) -> list[dict]:
             {"kind": "BoostedCox", "patients": patients, "device": d, "repeats": repeats}
             for d in devices
         ]
-    rounds = None if args.boosted_1m_full else FIXED_ROUNDS
-    specs += [
-        {"kind": "BoostedCox", "patients": BOOSTED_ONLY_SIZE, "device": d, "rounds": rounds}
-        for d in devices
-    ]
+    rounds = FIXED_ROUNDS if args.boosted_1m_fixed else None
+    if not args.no_boosted_1m:
+        specs += [
+            {"kind": "BoostedCox", "patients": BOOSTED_ONLY_SIZE, "device": d, "rounds": rounds}
+            for d in devices
+        ]
     specs += [{"kind": "pipeline", "patients": n, "device": "cpu"} for n in args.pipeline_sizes]
     return [{**spec, "seed": args.seed} for spec in specs]
 
@@ -306,6 +360,8 @@ def _mib(value) -> str:
 
 def _row(result: dict) -> list[str]:
     name = result["kind"] + (f" ({result['device']})" if result["device"] != "cpu" else "")
+    if result.get("earlier"):
+        name += f" [earlier run: {result['measured']}, `{result['commit']}`]"
     if result.get("kind") == "BoostedCox" and result.get("rounds") is not None:
         if result["patients"] == BOOSTED_ONLY_SIZE and result.get("best_iteration") is None:
             name += f", {result['rounds']} fixed rounds"
@@ -383,7 +439,9 @@ def section_markdown(results: list[dict], args, env: dict, gpu: bool, elapsed: f
         "",
         *environment_lines(env, command_line()),
         f"- synthetic OS cohorts (seed {args.seed}); each row is a fresh subprocess; time: "
-        "seconds of the fit alone, wall and CPU of the main process (median of "
+        "seconds of the fit alone, wall and CPU of the main process (for the pipeline: of the "
+        "process and its joblib workers, which a loaded machine slows much less than wall "
+        "time; half of it is what 2 idle cores would need at best) (median of "
         f"{TIMING_REPEATS} fits where marked x{TIMING_REPEATS}); load: 1-minute load average "
         "when the row started (other work on this shared machine slows wall time, not CPU "
         "time); memory in MiB: after simulating the data (main process), peak of the main "
@@ -410,6 +468,28 @@ def section_markdown(results: list[dict], args, env: dict, gpu: bool, elapsed: f
             [_row(r) for r in results],
         ),
     ]
+    measured_1m = next(
+        (
+            r
+            for r in results
+            if r["kind"] == "BoostedCox"
+            and r["patients"] == BOOSTED_ONLY_SIZE
+            and r["device"] == "cpu"
+            and r.get("best_iteration") is not None
+            and "error" not in r
+        ),
+        None,
+    )
+    if measured_1m is not None:
+        lines += [
+            "",
+            f"BoostedCox default fit at {BOOSTED_ONLY_SIZE:,} patients, MEASURED on the CPU "
+            f"(one thread; early stopping on a 20 % split, then {measured_1m['rounds']} rounds "
+            f"on all rows): {measured_1m['seconds'] / 60:.1f} min wall, "
+            f"{measured_1m['cpu_seconds'] / 60:.1f} min CPU (1-minute load average "
+            f"{measured_1m['load']:.1f} when it started; on a loaded machine the wall time "
+            "overstates the fit's cost, the CPU time much less).",
+        ]
     boosted = extrapolate_boosted(results)
     if boosted is not None:
         lines += [
@@ -453,9 +533,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pipeline-sizes", type=int, nargs="*", default=list(PIPELINE_SIZES), metavar="N"
     )
     parser.add_argument(
-        "--boosted-1m-full",
+        "--boosted-1m-fixed",
         action="store_true",
-        help="measure BoostedCox's default fit at 1,000,000 rows (about ten minutes here)",
+        help="at 1,000,000 rows, fit 100 fixed rounds and extrapolate the default fit from them "
+        "instead of measuring it (minutes instead of some ten minutes)",
+    )
+    parser.add_argument(
+        "--estimator-sizes", type=int, nargs="*", default=list(ESTIMATOR_SIZES), metavar="N"
+    )
+    parser.add_argument(
+        "--no-boosted-1m", action="store_true", help="leave out the 1,000,000-patient fit"
+    )
+    parser.add_argument(
+        "--keep-earlier",
+        nargs="*",
+        default=None,
+        metavar="FIGURES_JSON",
+        help="keep the measurements of earlier runs (their figures files; none named: "
+        "bench/training.json) that this run does not repeat, each with its own date, commit "
+        "and load",
     )
     parser.add_argument(
         "--measure-timeout", type=float, default=3600.0, help="seconds per measurement"
@@ -472,6 +568,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     for spec in plan(args, gpu):
         results.append(measure(spec, args.measure_timeout))
         _print(results[-1])
+    if args.keep_earlier is not None:
+        results = with_earlier(results, earlier_measurements(args.keep_earlier))
     description, seconds, _ = pipeline_verdict(results)
     if seconds is not None:
         print(

@@ -265,9 +265,3 @@ class BoostedCox(CoxEstimator):
         check_is_fitted(self, "booster_")
         X = self._validate_features(X, reset=False)
         return self.booster_.predict(self._dmatrix(X), output_margin=True).astype(np.float64)
-
-    def _step_functions(self, X, *, survival, return_array):
-        risk_score = self.predict(X)
-        if survival:
-            return self._predict_survival_function(self.baseline_, risk_score, return_array)
-        return self._predict_cumulative_hazard_function(self.baseline_, risk_score, return_array)

@@ -4,6 +4,8 @@ Typed dictionaries, because the predictor builds plain dicts that the service en
 JSON: a type checker holds the builders to this shape, and serving generates its pydantic
 models (the OpenAPI document, `serving.schemas`) from it, so nothing validates an answer per
 request. Field constraints and descriptions ride along as pydantic `Field`s in `Annotated`.
+Every `curve` is absent from an answer asked for with ``detail="summary"`` (the API's
+choice; the predictor always builds it) and present, with the same meaning, otherwise.
 """
 
 from __future__ import annotations
@@ -168,7 +170,7 @@ class ModalityEntry(TypedDict):
     median_months: Median
     survival_at: dict[HorizonKey, HorizonSurvival]
     rmst_60_months: Interval
-    curve: list[CurvePoint]
+    curve: NotRequired[list[CurvePoint]]
     difference_vs_planned: Difference | None
     support: Support
     caveat: str
@@ -182,7 +184,7 @@ class Conditional(TypedDict):
     median_months: Median
     median_remaining_months: Months | None
     additional_survival_at: dict[HorizonKey, Interval | None]
-    curve: list[CurvePoint]
+    curve: NotRequired[list[CurvePoint]]
 
 
 class AtRisk(TypedDict):
@@ -207,7 +209,7 @@ class EndpointPrognosis(TypedDict):
     median_months: Median
     survival_at: dict[HorizonKey, HorizonSurvival]
     rmst_60_months: Interval
-    curve: list[CurvePoint]
+    curve: NotRequired[list[CurvePoint]]
     max_follow_up_months: Months
     extrapolated_from_month: int | None
     numbers_at_risk: NotRequired[
@@ -262,7 +264,7 @@ class HepaticProgression(TypedDict):
     competing_event: str
     modality: ModalityName
     cumulative_incidence_at: dict[HorizonKey, HorizonSurvival]
-    curve: list[IncidencePoint]
+    curve: NotRequired[list[IncidencePoint]]
     modalities: list[ModalityIncidence]
     interval_method: str
     note: str

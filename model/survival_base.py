@@ -75,7 +75,11 @@ class CoxEstimator(SurvivalAnalysisMixin, BaseEstimator):
         return event.astype(bool), time.astype(np.float64)
 
     def _step_functions(self, X, *, survival, return_array):
-        raise NotImplementedError
+        """Breslow step functions of ``predict(X)`` on the fitted ``baseline_``."""
+        risk_score = self.predict(X)
+        if survival:
+            return self._predict_survival_function(self.baseline_, risk_score, return_array)
+        return self._predict_cumulative_hazard_function(self.baseline_, risk_score, return_array)
 
     def predict_cumulative_hazard_function(self, X, return_array=False):
         """Breslow cumulative hazard ``H_0(t) exp(predict(X))`` of each sample.

@@ -25,6 +25,7 @@ from typing_extensions import is_typeddict
 from model import prognosis_shape as shape
 from model.bundle import MONTH_GRID
 from model.schema import NOT_A_BOOLEAN, Patient, example_patients
+from serving.detail import Detail
 from serving.settings import load_settings
 
 __all__ = [
@@ -51,6 +52,12 @@ MAX_BATCH = load_settings().max_batch
 """Most patients in one batch request (`NETPROG_MAX_BATCH`, read when the service starts)."""
 
 _EXAMPLES = Path(__file__).with_name("examples")
+
+DETAIL_DESCRIPTION = (
+    '"full" (default): the whole prognosis; "summary": the same without any `curve` (the '
+    "monthly survival and incidence curves, some 60 % of the answer), every other field "
+    "unchanged."
+)
 
 EXAMPLE_BATCH_REQUEST: dict[str, Any] = {"patients": example_patients()}
 """The API's example patients, from each field's `examples` in `model.schema`."""
@@ -88,6 +95,7 @@ class PrognosisRequest(bentoml.IODescriptor):
         "the cumulative incidence at 12, 24 and 36 months in probability points. Off by "
         "default: it costs some 1,024 extra curves per endpoint.",
     )
+    detail: Annotated[Detail, Field(description=DETAIL_DESCRIPTION)] = "full"
 
 
 class BatchRequest(bentoml.IODescriptor):
@@ -96,6 +104,7 @@ class BatchRequest(bentoml.IODescriptor):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_BATCH_REQUEST})
 
     patients: Annotated[list[Patient], Field(min_length=1, max_length=MAX_BATCH)]
+    detail: Annotated[Detail, Field(description=DETAIL_DESCRIPTION)] = "full"
 
 
 @functools.cache

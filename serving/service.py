@@ -22,6 +22,7 @@ from serving.answers import PrognosisService, caller_of, error_answer, json_answ
 from serving.audit import AuditLog
 from serving.cds_auth import verifier_from_file
 from serving.cds_hooks import ROUTE_DISCOVERY, cds_app
+from serving.detail import with_detail
 from serving.exceptions import AuditWriteError
 from serving.fhir.routes import ROUTE_FHIR_PROGNOSIS, fhir_app
 from serving.fhir_refusals import FhirRefusalOutcomes
@@ -185,7 +186,7 @@ class NetPrognosis:
             return _status(ctx, error_answer(422, str(error)))
         except AuditWriteError as error:
             return _status(ctx, refusal(error))
-        return json_answer(answer)
+        return json_answer(with_detail(answer, request.detail))
 
     @bentoml.api(route=ROUTE_BATCH, output_spec=PrognosisList)
     def prognosis_batch(self, request: BatchRequest, /, ctx: bentoml.Context) -> Response:
@@ -198,7 +199,7 @@ class NetPrognosis:
             return _status(ctx, error_answer(422, str(error)))
         except AuditWriteError as error:
             return _status(ctx, refusal(error))
-        return json_answer(answers)
+        return json_answer([with_detail(answer, request.detail) for answer in answers])
 
     @model_app.get(
         "/model",

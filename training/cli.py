@@ -224,10 +224,12 @@ def _train(console, options: dict, record: RunRecord) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from training import gate
+    from training.devices import require_device
     from training.pipeline import builtin_default_spec, declared_label, resolve_cohort
     from training.pipeline import train as run_training
     from training.sources import describe_source
 
+    require_device(options["device"])
     label = declared_label(options["data"], options["label"])
     source = describe_source(options["data"], options["query"])
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())

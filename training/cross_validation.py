@@ -10,6 +10,7 @@ from sklearn.model_selection import StratifiedKFold
 from model.bundle import MONTH_GRID, CurveModel
 from model.cox_inference import CoxCurves
 from model.estimators import ESTIMATORS
+from model.primary import one_se_choice
 from model.schema import ENDPOINTS, TRUTH_PREFIX, encode
 from training import evaluate
 from training.exceptions import EvaluationInputError
@@ -29,8 +30,7 @@ def _fold_predictions(name, cohort, train, test, endpoint, seed, params=None):
     y_train = survival_target(train_rows, endpoint)
     if name == "published":
         model = evaluate.PublishedCox(endpoint=endpoint).fit(train_rows, y_train)
-        functions = model.predict_survival_function(test_rows)
-        return model.predict(test_rows), evaluate.survival_on_grid(functions, MONTH_GRID)
+        return model.predict(test_rows), model.survival_at(test_rows, MONTH_GRID)
     if name == "oracle":
         return evaluate.oracle_risk(test_rows, endpoint), evaluate.oracle_survival(
             test_rows, endpoint, MONTH_GRID
@@ -178,23 +178,15 @@ def choose_primary(cv: dict[str, dict[str, dict]]) -> dict[str, str]:
     """
     chosen = {}
     for endpoint in ENDPOINTS:
-        cox, boosted = cv[endpoint]["coxnet"], cv[endpoint]["xgboost"]
-        margin = boosted["harrell_c"] - cox["harrell_c"]
-        chosen[endpoint] = "xgboost" if margin > _paired_standard_error(cox, boosted) else "coxnet"
+        fold_c = {name: _fold_c(cv[endpoint][name]) for name in ("coxnet", "xgboost")}
+        chosen[endpoint] = one_se_choice(fold_c, ["coxnet"])
     return chosen
 
 
-def _paired_standard_error(first: dict, second: dict) -> float:
-    """Standard error of the mean per-fold difference in Harrell C (0 without two folds)."""
-    pairs = [
-        (a["harrell_c"], b["harrell_c"])
-        for a, b in zip(first.get("folds", []), second.get("folds", []), strict=True)
-    ]
-    differences = np.array([b - a for a, b in pairs], dtype=float)
-    differences = differences[np.isfinite(differences)]
-    if differences.size < 2:
-        return 0.0
-    return float(differences.std(ddof=1) / np.sqrt(differences.size))
+def _fold_c(figures: dict) -> np.ndarray:
+    """Harrell C per fold; the mean alone (one 'fold') where the folds were not kept."""
+    folds = figures.get("folds") or [{"harrell_c": figures["harrell_c"]}]
+    return np.array([fold["harrell_c"] for fold in folds], dtype=float)
 
 
 def headline(metrics: dict) -> dict:

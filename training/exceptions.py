@@ -10,6 +10,7 @@ __all__ = [
     "CohortLabelError",
     "CohortReadError",
     "CohortValidationError",
+    "DeviceUnavailableError",
     "EvaluationInputError",
     "GateRefusedError",
     "MissingTruthError",
@@ -71,6 +72,10 @@ class ParallelBackendError(TrainingError):
 
 class CohortLabelError(TrainingError):
     """A cohort was not declared synthetic or real, or its declaration contradicts the data."""
+
+
+class DeviceUnavailableError(TrainingError):
+    """`--device cuda` was asked for on a machine without a usable CUDA GPU."""
 
 
 class UpdateInputError(TrainingError):

@@ -10,6 +10,7 @@ from model.bundle import MONTH_GRID, EndpointModel, ModelBundle
 from model.schema import ENDPOINTS, encode
 from training import evaluate
 from training.cross_validation import headline
+from training.evaluate.concordance import bootstrap_harrell_c
 from training.exceptions import EvaluationInputError
 from training.fit import survival_target
 
@@ -18,13 +19,19 @@ HELD_OUT_BOOTSTRAP = 200
 
 
 def _harrell_c_interval(y: np.ndarray, risk: np.ndarray, seed: int) -> tuple[float, float]:
-    """Percentile 95 % interval of Harrell C over bootstrap resamples of the rows."""
+    """Percentile 95 % interval of Harrell C over bootstrap resamples of the rows.
+
+    The resamples are drawn one after another from `seed` and all counted in one pass
+    (:func:`training.evaluate.concordance.bootstrap_harrell_c`); a resample without an event
+    is left out.
+    """
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(HELD_OUT_BOOTSTRAP):
-        rows = rng.integers(0, len(y), len(y))
-        if y["event"][rows].any():
-            values.append(evaluate.harrell_c(y["event"][rows], y["months"][rows], risk[rows]))
+    n = len(y)
+    counts = np.stack(
+        [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(HELD_OUT_BOOTSTRAP)]
+    )
+    counts = counts[(counts * y["event"]).any(axis=1)]
+    values = bootstrap_harrell_c(y["event"], y["months"], risk, counts)
     lower, upper = np.percentile(values, [2.5, 97.5])
     return float(lower), float(upper)
 

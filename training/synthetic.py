@@ -28,6 +28,7 @@ from training.evidence import (
     modality_effect_names,
     shrunk_modality_effects,
 )
+from training.ki67_effect import ki67_within_grade_log_hazard
 
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "cohort_spec.yaml"
 MONTH_DAYS = 30.4375
@@ -466,6 +467,7 @@ def simulate_cohort(
     n_centers: int = 3,
     *,
     modality_effects: str | None = None,
+    ki67_per_10_points: float = 0.0,
 ) -> pd.DataFrame:
     """Simulate a cohort of `n` patients, deterministic for `seed`.
 
@@ -488,7 +490,9 @@ def simulate_cohort(
         `true_cif_progression_{modality}_{month}`.
 
     `modality_effects` ("shrunk" or "published"), when given, overrides the spec's option for
-    the modality-within-grade hazard ratios (:class:`CohortSpec`).
+    the modality-within-grade hazard ratios (:class:`CohortSpec`). `ki67_per_10_points`,
+    when not 0, adds a continuous Ki-67 effect within grade to both endpoints' true log
+    hazards (an assumption; :mod:`training.ki67_effect`).
     """
     if n < 1:
         raise ValueError(f"n must be a positive number of patients, but got {n}")
@@ -498,13 +502,7 @@ def simulate_cohort(
     rng = np.random.default_rng(seed)
     frame = simulate_treated_patients(n, rng, spec)
 
-    truth = {}
-    for endpoint in ENDPOINTS:
-        truth[f"true_lp_{endpoint}"] = true_log_hazard(frame, endpoint, spec)
-        for modality in MODALITIES:
-            truth[f"true_lp_{endpoint}_{modality}"] = true_log_hazard(
-                frame, endpoint, spec, modality
-            )
+    truth = _true_log_hazards(frame, spec, ki67_per_10_points)
     progression, death = draw_progression_and_death(
         truth["true_lp_hpfs"], truth["true_lp_os"], rng, spec
     )
@@ -519,6 +517,22 @@ def simulate_cohort(
     frame.insert(2, "treatment_date", treatment_date)
     truth.update(true_values_at(truth, spec))
     return pd.concat([frame, pd.DataFrame(truth, index=frame.index)], axis=1)
+
+
+def _true_log_hazards(frame: pd.DataFrame, spec: CohortSpec, ki67_per_10_points: float) -> dict:
+    """`true_lp_{endpoint}` (received modality) and `true_lp_{endpoint}_{modality}` columns."""
+    truth = {}
+    for endpoint in ENDPOINTS:
+        truth[f"true_lp_{endpoint}"] = true_log_hazard(frame, endpoint, spec)
+        for modality in MODALITIES:
+            truth[f"true_lp_{endpoint}_{modality}"] = true_log_hazard(
+                frame, endpoint, spec, modality
+            )
+    if ki67_per_10_points:
+        bands = spec.covariates["ki67_percent"]["uniform_within_grade"]
+        extra = ki67_within_grade_log_hazard(frame, bands, ki67_per_10_points)
+        truth = {name: values + extra for name, values in truth.items()}
+    return truth
 
 
 def _add_outcomes(frame: pd.DataFrame, progression, death, censor) -> None:

@@ -26,7 +26,6 @@ from model.estimators import (
     RELAXED_RIDGE,
     BoostedCox,
     PenalizedCox,
-    _breslow_partial_log_likelihood,
 )
 from model.exceptions import (
     InvalidEstimatorParameter,
@@ -34,6 +33,7 @@ from model.exceptions import (
     ModelError,
     NonFiniteFeatures,
 )
+from model.penalized import _breslow_partial_log_likelihood
 from training.evaluate import PublishedCox
 from training.exceptions import EvaluationInputError
 from training.synthetic import simulate_cohort
@@ -399,10 +399,10 @@ def test_boosted_cox_tuned_params_fix_the_rounds_early_stopping_chose(cohort):
 def test_penalized_cox_auto_cv_uses_three_folds_only_for_many_events(
     cohort, monkeypatch, many_events, folds
 ):
-    import model.estimators
+    import model.penalized
 
     X, y = cohort
-    monkeypatch.setattr(model.estimators, "MANY_EVENTS", many_events)
+    monkeypatch.setattr(model.penalized, "MANY_EVENTS", many_events)
     auto = PenalizedCox(cv="auto", random_state=0).fit(X, y)
     explicit = PenalizedCox(cv=folds, random_state=0).fit(X, y)
 

@@ -18,6 +18,7 @@ from training.evaluate import (
     PAIRWISE_C_MAX_ROWS,
     SYNTHETIC_WARNING,
     PublishedCox,
+    calibration,
     cohort_analyses,
     decision_curve,
     harrell_c,
@@ -36,6 +37,7 @@ from training.evaluate import (
     uno_c,
     write_report,
 )
+from training.evaluate.kaplan_meier import kaplan_meier_survival_at
 from training.exceptions import EvaluationInputError, MissingTruthError
 from training.synthetic import TRUTH_MONTHS, CohortSpec, simulate_cohort
 
@@ -355,3 +357,44 @@ def test_harrell_c_equals_sksurvs_on_both_sides_of_the_algorithm_switch():
         expected = concordance_index_censored(y["event"], y["time"], risk)[0]
 
         assert harrell_c(y["event"], y["time"], risk) == pytest.approx(expected, abs=1e-12)
+
+
+def test_kaplan_meier_survival_alone_is_kaplan_meier_at_without_its_interval():
+    rng = np.random.default_rng(5)
+    for case in range(60):
+        n = int(rng.integers(1, 300))
+        time = np.round(rng.exponential(20.0, n), case % 2)  # ties in half of the cases
+        event = rng.random(n) < rng.random()
+        for horizon in (0.1, 12.0, 24.0, 60.0, 1000.0):
+            expected = kaplan_meier_at(event, time, horizon)[0]
+            assert kaplan_meier_survival_at(event, time, horizon) == pytest.approx(
+                expected, abs=0, nan_ok=True
+            )
+
+
+def test_the_decision_curve_counts_its_subsets_without_their_intervals(monkeypatch, test_cohort):
+    y = outcomes(test_cohort, "os")
+    risk = 1 / (1 + np.exp(-oracle_risk(test_cohort, "os")))
+    expected = decision_curve(y, risk)
+
+    def with_interval(*_):
+        raise AssertionError("the decision curve computed Kaplan-Meier intervals it does not use")
+
+    monkeypatch.setattr(calibration, "kaplan_meier_at", with_interval)
+
+    assert decision_curve(y, risk) == expected
+
+
+def test_the_published_models_survival_at_times_is_its_step_functions_on_the_grid(
+    spec, train_cohort, test_cohort
+):
+    model = PublishedCox(endpoint="hpfs", spec=spec).fit(
+        train_cohort, outcomes(train_cohort, "hpfs")
+    )
+    rows = test_cohort.iloc[:300]
+    grid = np.concatenate([[0.0, 0.5], GRID, [500.0]])  # before, inside and past the domain
+
+    at_times = model.survival_at(rows, grid)
+
+    expected = survival_on_grid(model.predict_survival_function(rows), grid)
+    assert np.array_equal(at_times, expected)

@@ -84,7 +84,8 @@ def test_an_unreachable_scheduler_fails_with_the_address_and_a_remedy(monkeypatc
 
 
 def test_device_cuda_reaches_the_boosted_models_estimator_params(monkeypatch, tmp_path):
-    # No GPU here: check that the option arrives where xgboost reads it, without fitting.
+    # No GPU here: check that the option arrives where xgboost reads it, without fitting; the
+    # GPU check (tests/training/test_devices.py) is told there is one.
     captured = {}
 
     def fake_training(cohort, **options):
@@ -92,6 +93,7 @@ def test_device_cuda_reaches_the_boosted_models_estimator_params(monkeypatch, tm
         raise RuntimeError("stop before fitting")
 
     monkeypatch.setattr("training.pipeline.train", fake_training)
+    monkeypatch.setattr("training.devices.cuda_problem", lambda: None)
     result = CliRunner().invoke(
         main, ["train", "--data", "synthetic:60", "--device", "cuda", "--jobs", "1"]
     )

@@ -15,7 +15,7 @@ from training.evaluate.common import (
     _fit_cox,
     _outcomes,
 )
-from training.evaluate.kaplan_meier import kaplan_meier_at
+from training.evaluate.kaplan_meier import kaplan_meier_at, kaplan_meier_survival_at
 from training.exceptions import EvaluationInputError
 
 CALIBRATION_GROUPS = 10
@@ -154,7 +154,7 @@ def decision_curve(
         raise EvaluationInputError(
             f"`thresholds` must lie in (0, 1), but got {thresholds.tolist()}"
         )
-    prevalence = 1.0 - kaplan_meier_at(event, time, horizon)[0]
+    prevalence = 1.0 - kaplan_meier_survival_at(event, time, horizon)
     odds = thresholds / (1.0 - thresholds)
     model = []
     for threshold, threshold_odds in zip(thresholds, odds, strict=True):
@@ -163,7 +163,7 @@ def decision_curve(
         if fraction == 0:
             model.append(0.0)
             continue
-        survival = kaplan_meier_at(event[treated], time[treated], horizon)[0]
+        survival = kaplan_meier_survival_at(event[treated], time[treated], horizon)
         model.append(fraction * (1.0 - survival) - fraction * survival * threshold_odds)
     return {
         "horizon": float(horizon),

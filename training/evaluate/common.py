@@ -10,6 +10,7 @@ import pandas as pd
 from lifelines import CoxPHFitter
 from sksurv.util import check_y_survival
 
+from training.evaluate.efron import CoxSummary, efron_cox, summary_frame
 from training.exceptions import EvaluationInputError
 from training.synthetic import MONTH_DAYS
 
@@ -98,8 +99,13 @@ def survival_on_grid(functions: Sequence, times: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fit_cox(frame: pd.DataFrame, **options: Any) -> CoxPHFitter:
-    """lifelines Cox fit of `duration`/`event` on every other column of `frame` (Efron ties).
+def _fit_cox(frame: pd.DataFrame, **options: Any) -> CoxPHFitter | CoxSummary:
+    """Cox fit of `duration`/`event` on every other column of `frame` (Efron ties).
+
+    Unweighted fits are :func:`training.evaluate.efron.efron_cox` (vectorised: the maximum
+    lifelines converges to, in a fraction of its time); weighted or robust ones (`options` with a
+    `weights_col` or ``robust=True``) lifelines' ``CoxPHFitter``. Either way the result's
+    ``summary`` has lifelines' columns.
 
     lifelines' default Newton-Raphson step (0.95) overshoots from zero on designs with strong
     effects (it diverged on a simulated cohort of 5,000 with Table 1's hazard ratios); a half
@@ -111,4 +117,12 @@ def _fit_cox(frame: pd.DataFrame, **options: Any) -> CoxPHFitter:
     """
     days = np.maximum(np.round(frame["duration"].to_numpy(dtype=float) * MONTH_DAYS), 1.0)
     frame = frame.assign(duration=days / MONTH_DAYS)
+    if options.get("weights_col") is None and not options.get("robust"):
+        names = [c for c in frame.columns if c not in ("duration", "event")]
+        coef, se = efron_cox(
+            frame[names].to_numpy(dtype=float),
+            frame["duration"].to_numpy(dtype=float),
+            frame["event"].to_numpy(dtype=bool),
+        )
+        return CoxSummary(summary_frame(names, coef, se))
     return CoxPHFitter().fit(frame, "duration", "event", fit_options={"step_size": 0.5}, **options)

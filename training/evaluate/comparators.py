@@ -97,6 +97,16 @@ class PublishedCox(SurvivalAnalysisMixin, BaseEstimator):
         """Survival ``S_0(t) ** exp(predict(X))``, at `unique_times_` if `return_array`."""
         return self._predict_survival_function(self.baseline_model_, self.predict(X), return_array)
 
+    def survival_at(self, X: pd.DataFrame, times) -> np.ndarray:
+        """Survival at `times`, shape = (n_samples, n_times): the values of
+        :func:`~training.evaluate.survival_on_grid` on :meth:`predict_survival_function`
+        (times clipped to the baseline's domain), as one power of the baseline at `times`
+        rather than one step function per patient."""
+        baseline = self.baseline_model_.baseline_survival_
+        low, high = baseline.domain
+        at_times = baseline(np.clip(np.asarray(times, dtype=float), low, high))
+        return np.power(at_times[None, :], np.exp(self.predict(X))[:, None])
+
     def predict_cumulative_hazard_function(self, X: pd.DataFrame, return_array: bool = False):
         """Cumulative hazard ``H_0(t) exp(predict(X))``, at `unique_times_` if `return_array`."""
         return self._predict_cumulative_hazard_function(

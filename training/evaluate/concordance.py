@@ -30,6 +30,79 @@ def harrell_c(event, time, risk) -> float:
     return float(concordance_index(time, -risk, event))
 
 
+def bootstrap_harrell_c(event, time, risk, counts, tied_tol: float = 1e-8) -> np.ndarray:
+    """Harrell's C of every bootstrap resample of the same rows, in one O(n log n) pass.
+
+    A resample that draws row ``j`` ``counts[b, j]`` times has the concordance of
+    :func:`harrell_c` on those rows repeated: every comparable pair of copies counts, each
+    copy of a pair as often as both were drawn, so resample ``b`` is the concordance with
+    weights ``counts[b]`` on both members of a pair (sksurv's comparable pairs and risk
+    tolerance). All resamples are counted together by a Fenwick tree over the risk ranks whose
+    cells hold one weight sum per resample. Written here because the held-out interval
+    otherwise recounted the whole statistic for each of its 200 resamples, the single largest
+    cost of evaluating 20,000 held-out patients (lifelines' tree, some 0.1 s each).
+
+    Parameters
+    ----------
+    event, time, risk : ndarray, shape = (n_samples,)
+    counts : ndarray of int, shape = (n_resamples, n_samples)
+        How often each resample drew each row.
+
+    Returns
+    -------
+    harrell_c : ndarray, shape = (n_resamples,)
+        NaN for a resample without a comparable pair.
+    """
+    event, time = np.asarray(event, dtype=bool), np.asarray(time, dtype=float)
+    risk = np.asarray(risk, dtype=float)
+    weights = np.asarray(counts, dtype=float).T  # (n_samples, n_resamples)
+    levels = np.unique(risk)
+    rank = np.searchsorted(levels, risk)
+    below = np.searchsorted(levels, risk - tied_tol, side="left")
+    up_to = np.searchsorted(levels, risk + tied_tol, side="right")
+    sums = _RankWeightSums(len(levels), weights.shape[1])
+    inserted = np.zeros(weights.shape[1])
+    numerator = np.zeros(weights.shape[1])
+    denominator = np.zeros(weights.shape[1])
+    order = np.argsort(-time, kind="stable")  # longest follow-up first
+    for group in np.split(order, np.flatnonzero(np.diff(time[order])) + 1):
+        events, censored = group[event[group]], group[~event[group]]
+        for j in censored:  # comparable to the events at the same time
+            sums.add(int(rank[j]), weights[j])
+        inserted += weights[censored].sum(axis=0)
+        for i in events:
+            concordant = sums.below(int(below[i]))
+            tied = sums.below(int(up_to[i])) - concordant
+            numerator += weights[i] * (concordant + 0.5 * tied)
+            denominator += weights[i] * inserted
+        for i in events:
+            sums.add(int(rank[i]), weights[i])
+        inserted += weights[events].sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
+class _RankWeightSums:
+    """A Fenwick tree over risk ranks whose cells hold one weight sum per resample."""
+
+    def __init__(self, n_ranks: int, n_resamples: int):
+        self.tree = np.zeros((n_ranks + 1, n_resamples))
+
+    def add(self, rank: int, weight: np.ndarray) -> None:
+        rank += 1
+        while rank < len(self.tree):
+            self.tree[rank] += weight
+            rank += rank & -rank
+
+    def below(self, rank: int) -> np.ndarray:
+        """Per resample, the summed weight of the inserted rows with a rank below `rank`."""
+        total = np.zeros(self.tree.shape[1])
+        while rank > 0:
+            total += self.tree[rank]
+            rank -= rank & -rank
+        return total
+
+
 def uno_c(y_train, y_test, risk, tau: float) -> float:
     """Uno's IPCW concordance of `risk` truncated at `tau`, as sksurv computes it.
 

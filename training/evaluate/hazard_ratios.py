@@ -44,7 +44,8 @@ def hazard_ratio_table(
     The multivariate model holds every column of :func:`model.schema.encode`; a univariate model
     holds one factor's columns (grade: G2 and G3 together; modality within a grade: TAE and
     SIRT fitted among that grade's patients only). Only patient fields and outcomes are used:
-    the generator's `true_*` columns never enter. Fitted with lifelines' CoxPHFitter (Efron ties).
+    the generator's `true_*` columns never enter. Fitted with Efron's ties
+    (:func:`training.evaluate.efron.efron_cox`, lifelines' estimates).
 
     Returns
     -------

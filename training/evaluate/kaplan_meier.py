@@ -42,6 +42,28 @@ def kaplan_meier_at(event, time, horizon: float) -> tuple[float, float, float]:
     return float(survival[index]), float(lower), float(upper)
 
 
+def kaplan_meier_survival_at(event, time, horizon: float) -> float:
+    """:func:`kaplan_meier_at`'s survival alone (the same value, NaN where it gives NaN).
+
+    Counted with array operations: sksurv's estimator counts events and numbers at risk in
+    a Python loop over the patients and adds the interval, which the decision curve, 46
+    subsets per curve, does not use (a tenth of the cross-validation's time at 100,000
+    patients).
+    """
+    event = np.asarray(event, dtype=bool)
+    time = np.asarray(time, dtype=float)
+    if len(time) == 0:
+        return math.nan
+    times, first, counts = np.unique(time, return_inverse=True, return_counts=True)
+    deaths = np.bincount(first, weights=event, minlength=len(times))
+    at_risk = len(time) - np.concatenate(([0], np.cumsum(counts)[:-1]))
+    survival = np.cumprod(1.0 - deaths / at_risk)
+    if horizon > times[-1] and survival[-1] > 0:
+        return math.nan
+    index = int(np.searchsorted(times, horizon, side="right")) - 1
+    return 1.0 if index < 0 else float(survival[index])
+
+
 def _groups_of(cohort: pd.DataFrame, column: str) -> tuple[np.ndarray, tuple[str, ...]]:
     if column == "who_grade":
         return effective_grades(cohort).to_numpy(dtype=object), GRADES
