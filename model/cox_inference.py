@@ -41,6 +41,7 @@ __all__ = [
     "fit_breslow_inference",
     "cox_log_likelihood",
     "fit_cox_coefficients",
+    "hazards_from_draws",
 ]
 
 _Z = float(stats.norm.ppf(0.975))
@@ -340,7 +341,18 @@ class CoxDeltaMethod:
         -------
         ndarray, shape = (n_draws, ..., n_times)
         """
-        design = np.asarray(design, dtype=float)
+        return hazards_from_draws(design, *self.draw_errors(n_draws, rng))
+
+    def draw_errors(self, n_draws, rng):
+        """The random part of :meth:`draw_cumulative_hazards`, which no patient changes.
+
+        Returns
+        -------
+        coefs : ndarray, shape = (n_draws, n_features)
+            Drawn coefficients.
+        baselines : ndarray, shape = (n_draws, n_times)
+            Drawn baseline cumulative hazards, non-negative and non-decreasing.
+        """
         coef_error = rng.standard_normal((n_draws, self.coef.size)) @ self._covariance_factor.T
         baseline_error = np.cumsum(
             rng.standard_normal((n_draws, self.baseline.size)) * np.sqrt(self.variance_increments),
@@ -348,8 +360,19 @@ class CoxDeltaMethod:
         )
         baselines = self.baseline + baseline_error - coef_error @ self.mean.T
         baselines = np.maximum.accumulate(np.maximum(baselines, 0.0), axis=1)
-        risk = np.exp(np.tensordot(coef_error + self.coef, design, axes=([1], [-1])))
-        return risk[..., None] * baselines.reshape(n_draws, *([1] * (design.ndim - 1)), -1)
+        return coef_error + self.coef, baselines
+
+
+def hazards_from_draws(design, coefs, baselines):
+    """``H(t | x)`` for each drawn (coefficients, baseline) pair.
+
+    Returns
+    -------
+    ndarray, shape = (n_draws, ..., n_times)
+    """
+    design = np.asarray(design, dtype=float)
+    risk = np.exp(np.tensordot(coefs, design, axes=([1], [-1])))
+    return risk[..., None] * baselines.reshape(len(baselines), *([1] * (design.ndim - 1)), -1)
 
 
 def _psd_factor(covariance):
@@ -377,6 +400,7 @@ class CoxCurves:
     def __init__(self, components):
         self.components = [CoxDeltaMethod(c) for c in components]
         self.grid = components[0].grid
+        self._seeded: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
 
     def survival(self, design):
         """Survival on the grid, shape = (..., n_times)."""
@@ -443,6 +467,18 @@ class CoxCurves:
         return np.exp(
             -sum(c.draw_cumulative_hazards(design, n_draws, rng) for c in self.components)
         )
+
+    def draw_survival_seeded(self, design, n_draws, seed):
+        """`draw_survival` with ``np.random.default_rng(seed)``, the same curves, but the random
+        part (a few MB, a few tens of ms) drawn once per `(n_draws, seed)` and kept: only the
+        patient's risk is computed per call (conditional survival on the request path)."""
+        key = (n_draws, seed)
+        draws = self._seeded.get(key)
+        if draws is None:
+            rng = np.random.default_rng(seed)
+            draws = [c.draw_errors(n_draws, rng) for c in self.components]
+            self._seeded[key] = draws
+        return np.exp(-sum(hazards_from_draws(design, *d) for d in draws))
 
 
 def cumulative_incidence(cause: CoxDeltaMethod, competing: CoxDeltaMethod, design, z=_Z, at=None):

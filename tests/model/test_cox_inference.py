@@ -18,6 +18,7 @@ from model.cox_inference import (
     fit_breslow_inference,
     fit_cox_coefficients,
 )
+from model.endpoint_predictor import interp_rows
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,22 @@ def test_paired_difference_variance_matches_resampling(competing_data):
     drawn = draws[:, 0, :, 36] - draws[:, 1, :, 36]
     np.testing.assert_allclose(np.sqrt(variance[0]), drawn.std(axis=0), rtol=0.08)
     np.testing.assert_allclose(difference[0], drawn.mean(axis=0), atol=0.01)
+
+
+def test_seeded_draws_are_kept_and_give_the_same_curves_as_a_fresh_generator(competing_data):
+    X, progression, death, months = competing_data
+    curves = CoxCurves([_inference(X, progression, months), _inference(X, death, months)])
+    for patient in (X[0], X[:3]):
+        expected = curves.draw_survival(patient, 500, np.random.default_rng(0))
+        np.testing.assert_array_equal(curves.draw_survival_seeded(patient, 500, seed=0), expected)
+    assert len(curves._seeded) == 1
+
+
+def test_interpolating_every_drawn_curve_at_once_matches_np_interp():
+    rows = np.sort(np.random.default_rng(2).random((30, len(MONTH_GRID))), axis=1)[:, ::-1]
+    for x in (-1.0, 0.0, 0.5, 3.3, 12.0, float(MONTH_GRID[-1]), float(MONTH_GRID[-1]) + 1):
+        expected = [np.interp(x, MONTH_GRID, row) for row in rows]
+        np.testing.assert_allclose(interp_rows(x, MONTH_GRID, rows), expected, rtol=0, atol=1e-15)
 
 
 def test_survival_interval_holds_its_estimate_without_widening(competing_data):
