@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from model.bundle import MONTH_GRID
-from model.modality import _median_entry
+from model.modality import _median_entry, median_months
 from model.schema import (
     BURDEN_CATEGORIES,
     DESIGN_COLUMNS,
@@ -221,8 +221,19 @@ def _retell_medians(mixed: dict) -> None:
     """Rewrite each median's text (and the main median's `extrapolated`) from its mixed values."""
     for endpoint in ("hpfs", "os"):
         block = mixed[endpoint]
-        entries = [block["median_months"], *(m["median_months"] for m in block["modalities"])]
-        for entry in entries:
+        pairs = [(block["median_months"], block["curve"])]
+        pairs += [(m["median_months"], m["curve"]) for m in block["modalities"]]
+        for entry, curve in pairs:
+            # The median of the mixture is where the mixed curve crosses 0.5, not the mean of
+            # the completions' medians; its bounds stay the mixed (outward) ones.
+            months = np.array([point["month"] for point in curve], dtype=float)
+            crossing = float(median_months(np.array([p["survival"] for p in curve]), months))
+            if np.isfinite(crossing):
+                value = round(crossing, _digits(entry["value"] or 0.1))
+                low, high = entry["lower"], entry["upper"]
+                entry["value"] = value
+                entry["lower"] = None if low is None else min(low, value)
+                entry["upper"] = None if high is None else max(high, value)
             keep = {k: entry[k] for k in ("extrapolated",) if k in entry}
             entry.update(
                 _median_entry(entry["value"], entry["lower"], entry["upper"], event=block["event"])

@@ -33,6 +33,14 @@ def with_detail(answer: dict, detail: Detail) -> dict:
         summary[name] = endpoint
     if answer.get("hepatic_progression"):
         summary["hepatic_progression"] = _without_curve(answer["hepatic_progression"])
+    similar = answer.get("similar_patients")
+    if similar:
+        # The similar patients' Kaplan-Meier curves are curves too (None, as where a group is
+        # too small to show one); their sizes and events stay.
+        summary["similar_patients"] = {
+            key: {**value, "curve": None} if key in _ENDPOINTS and value else value
+            for key, value in similar.items()
+        }
     return summary
 
 

@@ -511,7 +511,7 @@ def fill(page, canaries: Canaries, prefix: str, age: str = "64") -> None:
     page.fill("#field-ki67_percent", canaries.values[f"{prefix}_ki67"])
     page.fill("#field-tumor_burden_percent", canaries.values[f"{prefix}_burden"])
     page.select_option("#field-primary_site", "pancreas")
-    page.check("#field-somatostatin_analog")
+    page.select_option("#field-somatostatin_analog", "true")
     page.select_option("#field-planned_modality", "TACE")
 
 

@@ -10,9 +10,9 @@ from tests.serving.conftest import example
 
 
 def _curves(value, path=""):
-    """The paths of every `curve` in an answer."""
+    """The paths of every `curve` in an answer (None is no curve)."""
     if isinstance(value, dict):
-        found = [f"{path}.curve"] if "curve" in value else []
+        found = [f"{path}.curve"] if value.get("curve") is not None else []
         for key, item in value.items():
             found += _curves(item, f"{path}.{key}")
         return found
@@ -31,7 +31,9 @@ def test_the_default_answer_is_the_full_one_with_every_curve(client):
     full = client.post("/v1/prognosis", json={**request, "detail": "full"}).json()
 
     assert _without_id(default) == _without_id(full)
-    assert len(_curves(default)) == 2 * (1 + 3 + 1) + 1
+    # Per endpoint: its own, three modalities', the conditional one; the incidence; and the
+    # similar patients' Kaplan-Meier curve per endpoint.
+    assert len(_curves(default)) == 2 * (1 + 3 + 1) + 1 + 2
 
 
 def test_a_summary_is_the_full_answer_without_its_curves(client):
