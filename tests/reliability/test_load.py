@@ -327,6 +327,14 @@ def test_a_quiet_host_lets_the_load_test_run(monkeypatch, tmp_path):
     assert not (tmp_path / "load-20s.json").exists()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "open (issue 20): two workers on the 2-core machine do not yet hold 105 req/s "
+        "(last quiet run: 364 of 2,100 answered 429, p99 13.8x the single client's); strict, "
+        "so the mark must go once it passes"
+    ),
+)
 def test_two_workers_answer_100_requests_a_second_for_20_s_without_error_or_growth(serve):
     run_load(serve, SHORT_SECONDS)
 
