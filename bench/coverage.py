@@ -64,6 +64,16 @@ def _truth(test: pd.DataFrame, spec: CohortSpec) -> dict:
     return truth
 
 
+def truth_with_planned(test: pd.DataFrame, spec: CohortSpec, planned: np.ndarray) -> dict:
+    """:func:`_truth`, plus each patient's truth under the planned modality (``"planned"``)."""
+    truth = _truth(test, spec)
+    for endpoint in ENDPOINTS:
+        for kind in ("survival", "rmst", "median"):
+            per_modality = np.stack([truth[endpoint, m, kind] for m in MODALITIES])
+            truth[endpoint, "planned", kind] = per_modality[planned, np.arange(planned.size)]
+    return truth
+
+
 def _oracle_curves(train: pd.DataFrame) -> dict[str, CoxCurves]:
     """Unpenalised Cox models on the true design, every term in: the oracle structure."""
     design = encode(train).to_numpy()
@@ -207,11 +217,7 @@ def run_seed(n_patients: int, seed: int, primary: str | None, spec: CohortSpec) 
     predictor = Predictor(bundle)
     planned = np.array([MODALITIES.index(m) for m in test["modality"]])
     stacked = np.stack([encode(test, m).to_numpy() for m in MODALITIES])
-    truth = _truth(test, spec)
-    for endpoint in ENDPOINTS:
-        for kind in ("survival", "rmst", "median"):
-            per_modality = np.stack([truth[endpoint, m, kind] for m in MODALITIES])
-            truth[endpoint, "planned", kind] = per_modality[planned, np.arange(planned.size)]
+    truth = truth_with_planned(test, spec, planned)
     rows: list[tuple] = []
     oracle = _oracle_curves(train)
     for endpoint in ENDPOINTS:

@@ -33,7 +33,7 @@ from scipy.special import expit
 from sksurv.metrics import concordance_index_censored
 
 from bench.common import TARGETS, command_line, markdown_table, write_section
-from bench.coverage import _score, _truth
+from bench.coverage import _score, truth_with_planned
 from model.modality import HORIZONS_MONTHS
 from model.predictor import Predictor
 from model.schema import ENDPOINTS, MODALITIES, encode
@@ -118,11 +118,7 @@ def _coverage_rows(bundle, test: pd.DataFrame, spec: CohortSpec, fit: str) -> li
     predictor = Predictor(bundle)
     planned = np.array([MODALITIES.index(m) for m in test["modality"]])
     stacked = np.stack([encode(test, m).to_numpy() for m in MODALITIES])
-    truth = _truth(test, spec)
-    for endpoint in ENDPOINTS:
-        for kind in ("survival", "rmst", "median"):
-            per_modality = np.stack([truth[endpoint, m, kind] for m in MODALITIES])
-            truth[endpoint, "planned", kind] = per_modality[planned, np.arange(planned.size)]
+    truth = truth_with_planned(test, spec, planned)
     rows: list[tuple] = []
     for endpoint in ENDPOINTS:
         followed = {h: h <= bundle.max_follow_up_months[endpoint] for h in HORIZONS_MONTHS}
