@@ -569,7 +569,7 @@ def _compose(sections: Mapping[str, str], path: Path) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", text=True)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
@@ -591,7 +591,7 @@ def _rebuild(path: Path, name: str | None = None, markdown: str | None = None) -
     }
     if name is not None and markdown is not None:
         sections[name] = markdown
-    _write_atomically(path, _compose(sections, path))
+    write_atomically(path, _compose(sections, path))
 
 
 def rebuild_results(path: Path = RESULTS) -> Path:
@@ -659,7 +659,7 @@ def write_section(
         text = json.dumps(_plain(record), indent=2, allow_nan=False) + "\n"
     with _locked(path.parent):
         if text is not None:
-            _write_atomically(figures_path(name, path), text)
+            write_atomically(figures_path(name, path), text)
         _rebuild(path, name, markdown)
     return path
 

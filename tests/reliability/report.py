@@ -13,10 +13,11 @@ import fcntl
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench.common import write_atomically
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "reliability.md"
@@ -70,16 +71,7 @@ def write_block(name: str, markdown: str, path: Path = DOC) -> None:
                 "but does not; add them where the figures belong"
             )
         updated = pattern.sub(lambda match: match[1] + markdown.strip() + match[2], text)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(updated)
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        write_atomically(path, updated)
 
 
 def write_figures(name: str, rows: dict[str, object], load_average=None, path: Path = DOC) -> None:
