@@ -9,13 +9,23 @@ not count in this process's memory.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
+from pathlib import Path
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set (VmHWM), in MB.
+
+    Not `getrusage(RUSAGE_SELF).ru_maxrss`: Linux carries that figure across `execve` from the
+    process that was replaced, so a child started from a large pytest session reported the
+    session's peak (1.3 GB in the full run) rather than its own. VmHWM belongs to the address
+    space, which `execve` makes afresh.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: this probe needs Linux")
 
 
 def main() -> None:
