@@ -229,8 +229,20 @@ class EndpointPredictor:
             "models_disagree": disagree,
         }
 
-    def conditional(self, arrays: EndpointArrays, patient: int, months_since: float) -> dict:
-        """Survival given event-free survival to `months_since`, for the planned modality."""
+    def conditional(
+        self,
+        arrays: EndpointArrays,
+        patient: int,
+        months_since: float,
+        *,
+        min_survival: float = CONDITIONAL_MIN_SURVIVAL,
+    ) -> dict:
+        """Survival given event-free survival to `months_since`, for the planned modality.
+
+        Refused (:class:`ConditionalSurvivalUndefined`) where S(months_since) is below
+        `min_survival`; `model.unknown_fields` asks each completion of a patient with 0 and
+        applies the floor to the mixture, in which an unlikely completion weighs its S(s).
+        """
         comparison = arrays.comparison
         planned = comparison.planned[patient]
         point = comparison.summary.curve[planned, patient]
@@ -247,14 +259,8 @@ class EndpointPredictor:
                 arrays.planned_design[patient], CONDITIONAL_DRAWS, seed=0
             )
         start = float(np.interp(months_since, MONTH_GRID, point))
-        if start < CONDITIONAL_MIN_SURVIVAL:
-            raise ConditionalSurvivalUndefined(
-                f"`months_since_treatment` must fall where the {self.endpoint} survival curve is "
-                f"above {CONDITIONAL_MIN_SURVIVAL}, but S({months_since:g}) = {start:.2g}: the "
-                f"model gives almost no chance of being free of {self.event} that long, so "
-                "S(t)/S(s) is undefined. Check the treatment date, or use the unconditional "
-                "prognosis."
-            )
+        if start < min_survival or start <= 0.0:
+            raise conditional_undefined(self.endpoint, self.event, months_since, start)
         later = MONTH_GRID > months_since
         months = np.concatenate([[months_since], MONTH_GRID[later]])
         point_curve = np.concatenate([[1.0], point[later] / start])
@@ -284,6 +290,18 @@ class EndpointPredictor:
                 np.round(upper, SURVIVAL_DIGITS).tolist(),
             ),
         }
+
+
+def conditional_undefined(
+    endpoint: str, event: str, months_since: float, start: float
+) -> ConditionalSurvivalUndefined:
+    """The refusal of a conditional answer where S(months_since) = `start` is about zero."""
+    return ConditionalSurvivalUndefined(
+        f"`months_since_treatment` must fall where the {endpoint} survival curve is above "
+        f"{CONDITIONAL_MIN_SURVIVAL}, but S({months_since:g}) = {start:.2g}: the model gives "
+        f"almost no chance of being free of {event} that long, so S(t)/S(s) is undefined. "
+        "Check the treatment date, or use the unconditional prognosis."
+    )
 
 
 def _conditional_members(members: np.ndarray, months_since: float, later: np.ndarray) -> np.ndarray:

@@ -200,7 +200,9 @@ class Predictor:
             return []
         months_since = _as_months_list(months_since_treatment, len(patients))
         answers = integrate(
-            lambda known, since: self._batch_known(known, since, contributions_over_time),
+            lambda known, since, floors: self._batch_known(
+                known, since, floors, contributions_over_time
+            ),
             self.imputer,
             patients,
             months_since,
@@ -211,9 +213,14 @@ class Predictor:
         return answers
 
     def _batch_known(
-        self, patients: list[Patient], months_since: list[float | None], over_time: bool
+        self,
+        patients: list[Patient],
+        months_since: list[float | None],
+        floors: list[float],
+        over_time: bool,
     ) -> list:
-        """:meth:`batch` of patients with every field known (`model.unknown_fields` mixes)."""
+        """:meth:`batch` of patients with every field known (`model.unknown_fields` mixes);
+        `floors`: per patient, the least S(months_since) a conditional answer needs."""
         frame = patients_frame(patients)
         planned_names = [p.planned_modality or DEFAULT_MODALITY for p in patients]
         planned = np.array([MODALITIES.index(m) for m in planned_names])
@@ -226,7 +233,9 @@ class Predictor:
         support = self.support.evaluate(design[0], grades, burdens)
         arrays = {e: p.compute(design, planned) for e, p in self.endpoints.items()}
         answers = [
-            self._prognosis_dict(patients[i], i, planned_names[i], arrays, support, months_since[i])
+            self._prognosis_dict(
+                patients[i], i, planned_names[i], arrays, support, months_since[i], floors[i]
+            )
             for i in range(n_patients)
         ]
         for i, answer in enumerate(answers):
@@ -239,7 +248,7 @@ class Predictor:
             )
         return answers
 
-    def _endpoint_dict(self, endpoint, arrays, support, i, labels, months_since) -> dict:
+    def _endpoint_dict(self, endpoint, arrays, support, i, labels, months_since, floor) -> dict:
         predictor = self.endpoints[endpoint]
         data = arrays[endpoint]
         planned = data.rounded.planned[i]
@@ -271,18 +280,30 @@ class Predictor:
             "check_model": predictor.check_model(data, i),
         }
         if months_since is not None:
-            out["conditional"] = predictor.conditional(data, i, months_since)
+            try:
+                out["conditional"] = predictor.conditional(
+                    data, i, months_since, min_survival=floor
+                )
+            except ConditionalSurvivalUndefined:
+                if floor > 0:
+                    raise
+                # A completion of a patient with unknown fields (floor 0) that puts S(s) at
+                # exactly zero: it weighs nothing in the mixture's conditional answer.
+                out["conditional"] = None
         out["explanation"] = predictor.explainer.explanation(
             data.field_contributions[i], float(data.margin[i]), labels
         )
         out["modalities"] = modalities
         return out
 
-    def _prognosis_dict(self, patient, i, planned_name, arrays, support, months_since) -> dict:
+    def _prognosis_dict(
+        self, patient, i, planned_name, arrays, support, months_since, floor
+    ) -> dict:
         grade, burden = str(support.grades[i]), str(support.burden_categories[i])
         labels = field_labels(patient, planned_name, grade, burden)
         endpoints = {
-            e: self._endpoint_dict(e, arrays, support, i, labels, months_since) for e in ENDPOINTS
+            e: self._endpoint_dict(e, arrays, support, i, labels, months_since, floor)
+            for e in ENDPOINTS
         }
         return {
             "model": _copy_model_info(self.model_info),

@@ -473,6 +473,28 @@ def _modalities(frame: pd.DataFrame, modality: str | pd.Series | None) -> np.nda
     return modalities
 
 
+BOOLEAN_PREDICTORS = tuple(
+    dict.fromkeys(c.source for c in DESIGN_COLUMNS if c.value is None and c.source != "age_years")
+)
+"""The yes/no fields the design matrix uses (one column each)."""
+
+
+def _require_known(values: dict[str, np.ndarray]) -> None:
+    """Refuse rows with an unknown predictor, naming the fields and counts, never values.
+
+    The design matrix is of complete patients: an unknown field is integrated over
+    (:mod:`model.unknown_fields`) or imputed (training) before encoding, never read as "no".
+    """
+    unknown = {name: int(pd.isna(column).sum()) for name, column in values.items()}
+    unknown = {name: count for name, count in unknown.items() if count}
+    if unknown:
+        counts = ", ".join(f"{name} in {count} row(s)" for name, count in unknown.items())
+        raise ValueError(
+            f"encode needs every predictor known, but these are unknown: {counts}; impute "
+            "them first (training) or integrate over them (model.unknown_fields)"
+        )
+
+
 def encode(frame: pd.DataFrame, modality: str | pd.Series | None = None) -> pd.DataFrame:
     """Encode patients to the design matrix.
 
@@ -490,6 +512,12 @@ def encode(frame: pd.DataFrame, modality: str | pd.Series | None = None) -> pd.D
     -------
     DataFrame, shape = (n_samples, len(FEATURE_NAMES))
         Float columns in the order of :data:`FEATURE_NAMES`, same index as `frame`.
+
+    Raises
+    ------
+    ValueError
+        A modality outside :data:`MODALITIES`, or a predictor unknown (None or NaN) in any
+        row: the message names the fields and how many rows, never a value.
     """
     modalities = _modalities(frame, modality)
     grades = np.asarray(effective_grades(frame), dtype=object)
@@ -499,20 +527,24 @@ def encode(frame: pd.DataFrame, modality: str | pd.Series | None = None) -> pd.D
         burden = burden_categories(frame["tumor_burden_percent"])
     values = {
         "who_grade": grades,
-        "primary_site": frame["primary_site"].to_numpy(),
+        "primary_site": frame["primary_site"].to_numpy(dtype=object),
         "tumor_burden_percent": burden,
+        "age_years": frame["age_years"].to_numpy(dtype=object),
     }
+    for name in BOOLEAN_PREDICTORS:
+        values[name] = frame[name].to_numpy(dtype=object)
+    _require_known(values)
     columns = {}
     for column in DESIGN_COLUMNS:
         if column.source == "modality":
             columns[column.name] = (grades == column.within) & (modalities == column.value)
-        elif column.source in values:
-            columns[column.name] = values[column.source] == column.value
         elif column.source == "age_years":
-            ages = frame["age_years"].to_numpy(dtype=float)
+            ages = values["age_years"].astype(float)
             columns[column.name] = (ages - AGE_REFERENCE_YEARS) / 10.0
+        elif column.value is None:
+            columns[column.name] = values[column.source].astype(bool)
         else:
-            columns[column.name] = frame[column.source].to_numpy(dtype=bool)
+            columns[column.name] = values[column.source] == column.value
     design = np.column_stack([np.asarray(columns[name], dtype=float) for name in FEATURE_NAMES])
     return pd.DataFrame(design, index=frame.index, columns=list(FEATURE_NAMES))
 

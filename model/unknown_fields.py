@@ -35,7 +35,8 @@ import pandas as pd
 from scipy import stats
 
 from model.bundle import MONTH_GRID
-from model.modality import _median_entry, median_months
+from model.endpoint_predictor import CONDITIONAL_MIN_SURVIVAL, conditional_undefined
+from model.modality import MONTH_DIGITS, SURVIVAL_DIGITS, _median_entry, median_months
 from model.schema import (
     BURDEN_CATEGORIES,
     DESIGN_COLUMNS,
@@ -56,7 +57,9 @@ GIBBS_DRAWS, GIBBS_SWEEPS = 400, 6
 _Z = float(stats.norm.ppf(0.975))
 _VALUE_KEYS = ("value", "survival", "incidence")
 _MIXED = ("hpfs", "os", "hepatic_progression")
-_NOT_MIXED = ("explanation", "check_model")
+_NOT_MIXED = ("explanation", "check_model", "conditional")
+"""Not mixed with the completions' prior weights: the conditional answer has its own
+(:func:`_mix_conditional`)."""
 
 
 @dataclass(frozen=True)
@@ -224,20 +227,8 @@ def _retell_medians(mixed: dict) -> None:
         pairs = [(block["median_months"], block["curve"])]
         pairs += [(m["median_months"], m["curve"]) for m in block["modalities"]]
         for entry, curve in pairs:
-            # The median of the mixture is where the mixed curve crosses 0.5, not the mean of
-            # the completions' medians; its bounds stay the mixed (outward) ones.
-            months = np.array([point["month"] for point in curve], dtype=float)
-            crossing = float(median_months(np.array([p["survival"] for p in curve]), months))
-            if np.isfinite(crossing):
-                value = round(crossing, _digits(entry["value"] or 0.1))
-                low, high = entry["lower"], entry["upper"]
-                entry["value"] = value
-                entry["lower"] = None if low is None else min(low, value)
-                entry["upper"] = None if high is None else max(high, value)
             keep = {k: entry[k] for k in ("extrapolated",) if k in entry}
-            entry.update(
-                _median_entry(entry["value"], entry["lower"], entry["upper"], event=block["event"])
-            )
+            _retell_median(entry, curve, block["event"])
             entry.update(keep)
         main = block["median_months"]
         follow_up = block["max_follow_up_months"]
@@ -246,19 +237,36 @@ def _retell_medians(mixed: dict) -> None:
         )
 
 
-def _triple_nodes(node, path=()):
-    """Paths of every ``{value-key, lower, upper}`` dict inside a prognosis's curves."""
+def _retell_median(entry: dict, curve: list[dict], event: str) -> None:
+    """The median of a mixture: where the mixed `curve` crosses 0.5 (not the mean of the
+    completions' medians), or not reached where it does not; the mixed (outward) bounds are
+    kept, widened to hold the value."""
+    months = np.array([point["month"] for point in curve], dtype=float)
+    crossing = float(median_months(np.array([p["survival"] for p in curve]), months))
+    low, high = entry["lower"], entry["upper"]
+    if np.isfinite(crossing):
+        value = round(crossing, MONTH_DIGITS)
+        low = None if low is None else min(low, value)
+        high = None if high is None else max(high, value)
+    else:
+        value, high = None, None
+    entry.update(value=value, lower=low, upper=high)
+    entry.update(_median_entry(value, low, high, event=event))
+
+
+def _triple_nodes(node, path=(), top=_MIXED):
+    """Paths of every ``{value-key, lower, upper}`` dict under the `top` keys (None: any)."""
     if isinstance(node, dict):
         key = next((k for k in _VALUE_KEYS if k in node), None)
         if key is not None and "lower" in node and "upper" in node:
             yield path, key
             return
         for name, child in node.items():
-            if name not in _NOT_MIXED and (path or name in _MIXED):
-                yield from _triple_nodes(child, (*path, name))
+            if name not in _NOT_MIXED and (path or top is None or name in top):
+                yield from _triple_nodes(child, (*path, name), top)
     elif isinstance(node, list):
         for i, child in enumerate(node):
-            yield from _triple_nodes(child, (*path, i))
+            yield from _triple_nodes(child, (*path, i), top)
 
 
 def _at(node, path):
@@ -274,14 +282,22 @@ def mix_prognoses(prognoses: list[dict], weights: np.ndarray) -> dict:
     the most probable completion's.
     """
     mixed = copy.deepcopy(prognoses[0])
-    nodes = list(_triple_nodes(mixed))
+    _mix_nodes(mixed, prognoses, weights, top=_MIXED)
+    _retell_medians(mixed)
+    return mixed
+
+
+def _mix_nodes(mixed: dict, documents: list[dict], weights: np.ndarray, top) -> None:
+    """Set every (value, lower, upper) under the `top` keys of `mixed` (None: all) to the
+    mixture of `documents`' with `weights`."""
+    nodes = list(_triple_nodes(mixed, top=top))
     as_float = np.vectorize(lambda v: np.nan if v is None else float(v), otypes=[float])
     raw = np.array(
-        [[[_at(p, path)[k] for k in (key, "lower", "upper")] for p in prognoses]
+        [[[_at(p, path)[k] for k in (key, "lower", "upper")] for p in documents]
          for path, key in nodes],
         dtype=object,
     )  # fmt: skip
-    triples = as_float(raw) if raw.size else np.zeros((0, len(prognoses), 3))
+    triples = as_float(raw) if raw.size else np.zeros((0, len(documents), 3))
     finite = np.isfinite(triples).all(axis=(1, 2))
     results = np.full((len(nodes), 3), np.nan)
     if finite.any():
@@ -299,8 +315,66 @@ def mix_prognoses(prognoses: list[dict], weights: np.ndarray) -> dict:
                    np.ceil(mixed_row[2] * scale) / scale)  # fmt: skip
         for name, number in zip((key, "lower", "upper"), rounded, strict=True):
             target[name] = None if np.isnan(number) else round(float(number), digits)
-    _retell_medians(mixed)
-    return mixed
+    _monotone_bands(mixed)
+
+
+def _monotone_bands(node) -> None:
+    """Make every mixed curve's bounds monotone like the curve, by widening only.
+
+    The mixture's quantiles are taken month by month, so a bound can rise by a rounding step
+    where a survival curve falls; each bound is replaced by its running extreme on the wide
+    side (an upper survival bound by the highest later value, a lower by the lowest earlier
+    one; the reverse for a cumulative incidence).
+    """
+    if isinstance(node, dict):
+        for child in node.values():
+            _monotone_bands(child)
+        return
+    if not isinstance(node, list) or not node or not isinstance(node[0], dict):
+        for child in node if isinstance(node, list) else ():
+            _monotone_bands(child)
+        return
+    key = "survival" if "survival" in node[0] else "incidence" if "incidence" in node[0] else None
+    if key is None or "month" not in node[0] or "lower" not in node[0]:
+        for child in node:
+            _monotone_bands(child)
+        return
+    lower = np.array([point["lower"] for point in node], dtype=float)
+    upper = np.array([point["upper"] for point in node], dtype=float)
+    if key == "survival":
+        lower, upper = np.minimum.accumulate(lower), np.maximum.accumulate(upper[::-1])[::-1]
+    else:
+        lower, upper = np.minimum.accumulate(lower[::-1])[::-1], np.maximum.accumulate(upper)
+    for point, low, high in zip(node, lower.tolist(), upper.tolist(), strict=True):
+        point["lower"], point["upper"] = low, high
+
+
+def _mix_conditional(mixed: dict, answers: list[dict], weights: np.ndarray, since: float) -> None:
+    """The conditional answer of the mixture, per endpoint.
+
+    Given event-free survival to `since`, a completion k is weighted by its posterior
+    probability w_k S_k(s) / sum_j w_j S_j(s), so that the mixture's conditional curve is
+    sum_k w_k S_k(t) / sum_k w_k S_k(s): the conditional of the mixed curve. Refused, as for a
+    patient with every field known, where the mixture's S(s) is below the floor.
+    """
+    for endpoint in ("hpfs", "os"):
+        blocks = [answer[endpoint]["conditional"] for answer in answers]
+        starts = np.array([0.0 if b is None else b["survival_at_start"] for b in blocks])
+        start = float(weights @ starts)
+        if start < CONDITIONAL_MIN_SURVIVAL:
+            raise conditional_undefined(endpoint, mixed[endpoint]["event"], since, start)
+        posterior = weights * starts / start
+        order = [k for k in np.argsort(-posterior, kind="stable") if blocks[k] is not None]
+        kept = [blocks[k] for k in order]
+        conditional = copy.deepcopy(kept[0])
+        _mix_nodes(conditional, kept, posterior[order] / posterior[order].sum(), top=None)
+        conditional["survival_at_start"] = round(start, SURVIVAL_DIGITS)
+        median = conditional["median_months"]
+        _retell_median(median, conditional["curve"], mixed[endpoint]["event"])
+        conditional["median_remaining_months"] = (
+            None if median["value"] is None else round(median["value"] - since, MONTH_DIGITS)
+        )
+        mixed[endpoint]["conditional"] = conditional
 
 
 def field_label(name: str) -> str:
@@ -338,7 +412,10 @@ def integrate(predict_known, imputer: PredictionImputer | None, patients, months
         plans.append((weights, states, len(expanded)))
         expanded.extend(completed)
         owners.extend([i] * len(completed))
-    answers = predict_known(expanded, [months_since[i] for i in owners])
+    # A completion is asked for its conditional answer whatever its S(s) (floor 0): the floor
+    # applies to the mixture (`_mix_conditional`).
+    floors = [CONDITIONAL_MIN_SURVIVAL if plans[i] is None else 0.0 for i in owners]
+    answers = predict_known(expanded, [months_since[i] for i in owners], floors)
     out = []
     for i, plan in enumerate(plans):
         if plan is None:
@@ -347,6 +424,8 @@ def integrate(predict_known, imputer: PredictionImputer | None, patients, months
         weights, states, start = plan
         answers_i = answers[start : start + len(weights)]
         mixed = mix_prognoses(answers_i, weights)
+        if months_since[i] is not None:
+            _mix_conditional(mixed, answers_i, weights, months_since[i])
         _describe(mixed, patients[i], imputer, answers_i, weights, states)
         out.append(mixed)
     return out

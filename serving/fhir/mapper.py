@@ -19,14 +19,19 @@ becomes a patient (docs/ehr-integration.md tells the same):
   Conditions that are confirmed (or carry no verification status) and active; a refuted
   Condition is recorded evidence of absence. No Condition: no extrahepatic metastases.
 - **ki67_percent**, **who_grade**, **tumor_burden_percent**: the most recent final, amended or
-  corrected Observation of each; Ki-67 or the grade is required, and the burden.
+  corrected Observation of each; with no grade (nor Ki-67) or no burden, the field is unknown
+  and the prognosis integrates over it.
 - **prior_hepatic_treatment**, **primary_resected**: a completed Procedure on or before the
-  reference date; none: no prior hepatic treatment, and resection of the primary unknown.
+  reference date (a Procedure "not-done" records that it was not); resection of the primary
+  unknown when none is recorded.
 - **planned_modality**: the embolotherapy a Procedure in preparation or a draft or active
   ServiceRequest plans.
 - **somatostatin_analog**, **biologic_therapy**, **cytotoxic_chemotherapy**: a
   MedicationStatement or MedicationRequest (or the Medication it references) in a status that
-  means taken or prescribed; none: not given.
+  means taken or prescribed; a MedicationStatement "not-taken" records that it was not.
+
+A boolean predictor no resource records is False under the mapping's `absent_booleans:
+assume_none` (the default) and unknown under `impute` (`serving.fhir.run.unrecorded`).
 
 Written by hand because no library maps clinical FHIR resources to a model's features; the
 parsing and validation are fhir.resources'.

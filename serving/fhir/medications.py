@@ -1,4 +1,5 @@
-"""MedicationStatement and MedicationRequest: the systemic therapies given."""
+"""MedicationStatement and MedicationRequest: the systemic therapies given (a
+MedicationStatement "not-taken" records that one was not)."""
 
 from __future__ import annotations
 
@@ -16,20 +17,24 @@ _MEDICATION_STATUSES = {
 def read_medications(run: MappingRun) -> None:
     statements = run.of_type("MedicationStatement", "MedicationRequest")
     for name, concept in run.mapping.medications.items():
-        found = None
+        found = not_taken = None
         for statement in statements:
             codes, element = _medication_codes(run, statement)
             match = concept.match(*codes)
             if match is None:
                 continue
-            if statement.model.status not in _MEDICATION_STATUSES[statement.resource_type]:
+            provenance = {"source": "resource", **statement.reference(element)}
+            provenance |= match.provenance()
+            status = statement.model.status
+            if statement.resource_type == "MedicationStatement" and status == "not-taken":
+                # Recorded absence, like a Procedure "not-done" or a refuted Condition.
+                not_taken = not_taken or Found(False, {**provenance, "status": "not-taken"})
+            elif status not in _MEDICATION_STATUSES[statement.resource_type]:
                 run.ignore(name, f"{statement.label} (status not taken or prescribed)")
-                continue
-            found = Found(
-                True,
-                {"source": "resource", **statement.reference(element), **match.provenance()},
-            )
-            break
+            else:
+                found = Found(True, provenance)
+                break
+        found = found or not_taken
         if found is None:
             found = unrecorded(
                 name,

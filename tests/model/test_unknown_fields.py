@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from model.exceptions import UnknownFieldsUnsupported
+from model.exceptions import ConditionalSurvivalUndefined, UnknownFieldsUnsupported
 from model.predictor import Predictor
 from model.unknown_fields import LIKELY
 
@@ -104,12 +104,68 @@ def test_several_unknown_fields_are_integrated_together(prognosis_predictor, pro
         )
 
 
+@pytest.mark.parametrize("endpoint", ["hpfs", "os"])
+def test_the_conditional_answer_is_the_conditional_of_the_mixed_curve(
+    prognosis_predictor, prognosis_patient, endpoint
+):
+    # Grade unknown: the completions' curves differ most. The answer given event-free survival
+    # to s weighs each completion by w_k S_k(s), so its curve is S_mix(t) / S_mix(s).
+    patient = prognosis_patient(who_grade=None, ki67_percent=None, tumor_burden_percent=60.0)
+    mixed = prognosis_predictor.prognosis(patient)[endpoint]["curve"]
+    survival = np.array([point["survival"] for point in mixed])
+    since = 6.0
+    start = float(np.interp(since, np.arange(len(survival)), survival))
+
+    conditional = prognosis_predictor.prognosis(patient, since)[endpoint]["conditional"]
+
+    assert conditional["survival_at_start"] == pytest.approx(start, abs=2e-4)
+    for point in conditional["curve"][1:]:
+        expected = survival[int(point["month"])] / start
+        assert point["survival"] == pytest.approx(expected, abs=2e-3)
+        assert point["lower"] <= point["survival"] <= point["upper"]
+    curve = np.array([p["survival"] for p in conditional["curve"]])
+    median = conditional["median_months"]["value"]
+    if median is not None:
+        months = np.array([p["month"] for p in conditional["curve"]], dtype=float)
+        assert np.interp(median + 0.05, months, curve) <= 0.5 + 1e-4
+        assert np.interp(max(median - 0.05, since), months, curve) >= 0.5 - 1e-4
+
+
+def test_an_unlikely_completion_near_zero_survival_does_not_refuse_the_conditional_answer(
+    prognosis_predictor, prognosis_patient
+):
+    # Grade unknown, seen late: the G3 completion's HPFS is about zero by then, the mixture's
+    # is not. Refused only where the mixture's own S(s) is below the floor, as when known.
+    patient = prognosis_patient(who_grade=None, ki67_percent=None, tumor_burden_percent=80.0)
+    completed, weights, _ = prognosis_predictor.imputer.completions(patient)
+    point = prognosis_predictor.prognosis(patient)["hpfs"]["curve"]
+    survival = np.array([p["survival"] for p in point])
+    singles = [
+        np.array([p["survival"] for p in prognosis_predictor.prognosis(c)["hpfs"]["curve"]])
+        for c in completed
+    ]
+    lows = [int(np.argmax(curve < 1e-3)) for curve in singles if (curve < 1e-3).any()]
+    assert lows, "the case needs a completion whose HPFS falls below the floor"
+    since = float(min(lows))
+    assert survival[int(since)] >= 2e-3, "and a mixture above it there"
+
+    answer = prognosis_predictor.prognosis(patient, since)
+
+    assert answer["hpfs"]["conditional"]["survival_at_start"] == pytest.approx(
+        survival[int(since)], abs=2e-4
+    )
+    last = int(np.argmax(survival < 1e-3)) if (survival < 1e-3).any() else None
+    if last is not None:
+        with pytest.raises(ConditionalSurvivalUndefined):
+            prognosis_predictor.prognosis(patient, float(last) + 0.5)
+
+
 def test_a_patient_with_every_field_known_is_answered_as_before(
     prognosis_predictor, prognosis_patient
 ):
     patient = prognosis_patient()
     answer = prognosis_predictor.prognosis(patient)
-    assert answer == prognosis_predictor._batch_known([patient], [None], False)[0]
+    assert answer == prognosis_predictor._batch_known([patient], [None], [1e-3], False)[0]
     assert all(w["code"] != "imputed_fields" for w in answer["warnings"])
 
 
