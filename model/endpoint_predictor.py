@@ -229,6 +229,20 @@ class EndpointPredictor:
             "models_disagree": disagree,
         }
 
+    def _planned_members(self, arrays: EndpointArrays, planned: int, patient: int) -> np.ndarray:
+        """The member curves of the planned modality: bootstrap members, or Cox draws."""
+        if arrays.members is not None:
+            return arrays.members[:, planned, patient]
+        if self.curves is None:
+            raise ModelError(
+                f"conditional {self.endpoint} survival needs bootstrap members or Cox components, "
+                "but this bundle has neither; retrain it with `netprog train`"
+            )
+        # A fixed seed: the same patient gets the same interval on every request.
+        return self.curves.draw_survival_seeded(
+            arrays.planned_design[patient], CONDITIONAL_DRAWS, seed=0
+        )
+
     def conditional(
         self,
         arrays: EndpointArrays,
@@ -246,21 +260,10 @@ class EndpointPredictor:
         comparison = arrays.comparison
         planned = comparison.planned[patient]
         point = comparison.summary.curve[planned, patient]
-        if arrays.members is not None:
-            members = arrays.members[:, planned, patient]
-        elif self.curves is None:
-            raise ModelError(
-                f"conditional {self.endpoint} survival needs bootstrap members or Cox components, "
-                "but this bundle has neither; retrain it with `netprog train`"
-            )
-        else:
-            # A fixed seed: the same patient gets the same interval on every request.
-            members = self.curves.draw_survival_seeded(
-                arrays.planned_design[patient], CONDITIONAL_DRAWS, seed=0
-            )
         start = float(np.interp(months_since, MONTH_GRID, point))
         if start < min_survival or start <= 0.0:
             raise conditional_undefined(self.endpoint, self.event, months_since, start)
+        members = self._planned_members(arrays, planned, patient)
         later = MONTH_GRID > months_since
         months = np.concatenate([[months_since], MONTH_GRID[later]])
         point_curve = np.concatenate([[1.0], point[later] / start])

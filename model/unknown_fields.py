@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from model.bundle import MONTH_GRID
 from model.endpoint_predictor import CONDITIONAL_MIN_SURVIVAL, conditional_undefined
@@ -42,11 +42,13 @@ from model.schema import (
     DESIGN_COLUMNS,
     FIELDS,
     GRADES,
+    PATIENT_FIELDS,
     Patient,
     encode,
+    patients_frame,
 )
 
-__all__ = ["LIKELY", "FieldModel", "PredictionImputer", "mix_prognoses"]
+__all__ = ["LIKELY", "FieldModel", "PredictionImputer", "mix_prognoses", "served_survival"]
 
 LIKELY = 0.10
 """A value of an unknown field with at least this probability is "likely": its own interval
@@ -153,14 +155,21 @@ class PredictionImputer:
         update = {name: self.models[name].levels[code] for name, code in state.items()}
         return patient.model_copy(update=update)
 
-    def _frame(self, patient: Patient, states: list[dict[str, int]]) -> pd.DataFrame:
-        rows = [self._complete(patient, s).model_dump() for s in states]
-        return encode(pd.DataFrame(rows), modality="TACE")
+    def _frame(self, patient: Patient, unknown: list[str], codes: np.ndarray) -> pd.DataFrame:
+        """The design of `patient` completed with each row of `codes` (level indices of the
+        `unknown` quantities), one row per row of `codes`."""
+        n = len(codes)
+        frame = pd.DataFrame({name: [value] * n for name, value in patient.model_dump().items()})
+        for j, name in enumerate(unknown):
+            levels = np.empty(len(self.models[name].levels), dtype=object)
+            levels[:] = self.models[name].levels
+            frame[name] = levels[codes[:, j]]
+        return encode(frame, modality="TACE")
 
     def _exact(self, patient: Patient, name: str) -> np.ndarray:
         model = self.models[name]
-        probabilities = model.probabilities(self._frame(patient, [{name: 0}]))[0]
-        return probabilities
+        probabilities = model.probabilities(self._frame(patient, [name], np.zeros((1, 1), int)))
+        return probabilities[0]
 
     def _draws(self, patient: Patient, unknown: list[str], rng) -> np.ndarray:
         """Gibbs draws of the unknown quantities' level indices, shape = (n_draws, n_unknown)."""
@@ -169,8 +178,9 @@ class PredictionImputer:
             return codes
         for _ in range(GIBBS_SWEEPS):
             for j, name in enumerate(unknown):
-                states = [dict(zip(unknown, row, strict=True)) for row in codes.tolist()]
-                probabilities = self.models[name].probabilities(self._frame(patient, states))
+                probabilities = self.models[name].probabilities(
+                    self._frame(patient, unknown, codes)
+                )
                 cumulative = probabilities.cumsum(axis=1)
                 codes[:, j] = (rng.random((len(codes), 1)) > cumulative).sum(axis=1)
         return np.minimum(codes, [len(self.models[n].levels) - 1 for n in unknown])
@@ -182,15 +192,9 @@ def _mixture_quantile(values, sds, weights, q: float) -> np.ndarray:
     high = (values + 6 * sds).max(axis=1)
     for _ in range(40):
         middle = (low + high) / 2
-        cdf = (weights * stats.norm.cdf((middle[:, None] - values) / sds)).sum(axis=1)
+        cdf = (weights * special.ndtr((middle[:, None] - values) / sds)).sum(axis=1)
         low, high = np.where(cdf < q, middle, low), np.where(cdf < q, high, middle)
     return (low + high) / 2
-
-
-def _digits(number) -> int:
-    """Decimals `number` is shown with (at most 4)."""
-    text = repr(float(number))
-    return min(4, len(text.split(".")[1].rstrip("0"))) if "." in text and "e" not in text else 4
 
 
 def _mix_finite(triples: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -254,25 +258,26 @@ def _retell_median(entry: dict, curve: list[dict], event: str) -> None:
     entry.update(_median_entry(value, low, high, event=event))
 
 
-def _triple_nodes(node, path=(), top=_MIXED):
-    """Paths of every ``{value-key, lower, upper}`` dict under the `top` keys (None: any)."""
+def _triple_targets(node, top=_MIXED, inside=False):
+    """Every ``{value-key, lower, upper}`` dict under the `top` keys (None: any), with its
+    value key, in a fixed order (the same for prognoses of the same shape)."""
     if isinstance(node, dict):
         key = next((k for k in _VALUE_KEYS if k in node), None)
         if key is not None and "lower" in node and "upper" in node:
-            yield path, key
+            yield node, key
             return
         for name, child in node.items():
-            if name not in _NOT_MIXED and (path or top is None or name in top):
-                yield from _triple_nodes(child, (*path, name), top)
+            if name not in _NOT_MIXED and (inside or top is None or name in top):
+                yield from _triple_targets(child, top, True)
     elif isinstance(node, list):
-        for i, child in enumerate(node):
-            yield from _triple_nodes(child, (*path, i), top)
-
-
-def _at(node, path):
-    for step in path:
-        node = node[step]
-    return node
+        first = node[0] if node and isinstance(node[0], dict) else {}
+        key = next((k for k in _VALUE_KEYS if k in first), None)
+        if key is not None and "lower" in first and "upper" in first:
+            # A curve: every point is a triple with the same key (the bulk of an answer).
+            yield from ((point, key) for point in node)
+            return
+        for child in node:
+            yield from _triple_targets(child, top, True)
 
 
 def mix_prognoses(prognoses: list[dict], weights: np.ndarray) -> dict:
@@ -287,34 +292,57 @@ def mix_prognoses(prognoses: list[dict], weights: np.ndarray) -> dict:
     return mixed
 
 
+def _shown_digits(values: np.ndarray) -> np.ndarray:
+    """Per row, the decimals (0 to 4) its values are shown with: the fewest that leave every
+    finite value of the row unchanged; 1 for a row with none."""
+    digits = np.full(len(values), 4)
+    settled = np.zeros(len(values), dtype=bool)
+    finite = np.isfinite(values)
+    for decimals in range(4):
+        exact = (np.abs(np.round(values, decimals) - values) < 1e-9) | ~finite
+        now = exact.all(axis=1) & ~settled
+        digits[now], settled = decimals, settled | now
+    digits[~finite.any(axis=1)] = 1
+    return digits
+
+
 def _mix_nodes(mixed: dict, documents: list[dict], weights: np.ndarray, top) -> None:
     """Set every (value, lower, upper) under the `top` keys of `mixed` (None: all) to the
     mixture of `documents`' with `weights`."""
-    nodes = list(_triple_nodes(mixed, top=top))
-    as_float = np.vectorize(lambda v: np.nan if v is None else float(v), otypes=[float])
-    raw = np.array(
-        [[[_at(p, path)[k] for k in (key, "lower", "upper")] for p in documents]
-         for path, key in nodes],
-        dtype=object,
-    )  # fmt: skip
-    triples = as_float(raw) if raw.size else np.zeros((0, len(documents), 3))
+    targets = list(_triple_targets(mixed, top))
+    columns = [
+        [(t[key], t["lower"], t["upper"]) for t, key in _triple_targets(document, top)]
+        for document in documents
+    ]
+    triples = (
+        np.array(
+            [
+                [[np.nan if v is None else v for v in triple] for triple in column]
+                for column in columns
+            ],
+            dtype=float,
+        )
+        .reshape(len(documents), len(targets), 3)
+        .transpose(1, 0, 2)
+    )
     finite = np.isfinite(triples).all(axis=(1, 2))
-    results = np.full((len(nodes), 3), np.nan)
+    results = np.full((len(targets), 3), np.nan)
     if finite.any():
         results[finite] = _mix_finite(triples[finite], weights)
     for row in np.flatnonzero(~finite):
         results[row] = [
             np.nan if v is None else v for v in _mix_with_unreached(triples[row], weights)
         ]
-    for (path, key), mixed_row, numbers in zip(nodes, results, raw, strict=True):
-        target = _at(mixed, path)
-        digits = max([_digits(x) for x in numbers.ravel() if x is not None] or [1])
-        scale = 10.0**digits
-        # Bounds are rounded outwards, so that they still hold every likely value shown.
-        rounded = (round(mixed_row[0], digits), np.floor(mixed_row[1] * scale) / scale,
-                   np.ceil(mixed_row[2] * scale) / scale)  # fmt: skip
-        for name, number in zip((key, "lower", "upper"), rounded, strict=True):
-            target[name] = None if np.isnan(number) else round(float(number), digits)
+    digits = _shown_digits(triples.reshape(len(targets), -1))
+    scale = 10.0**digits
+    # Bounds are rounded outwards, so that they still hold every likely value shown.
+    lowers = np.floor(results[:, 1] * scale) / scale
+    uppers = np.ceil(results[:, 2] * scale) / scale
+    for (target, key), point, low, high, shown in zip(
+        targets, results[:, 0], lowers, uppers, digits.tolist(), strict=True
+    ):
+        for name, number in ((key, point), ("lower", low), ("upper", high)):
+            target[name] = None if np.isnan(number) else round(float(number), shown)
     _monotone_bands(mixed)
 
 
@@ -428,6 +456,64 @@ def integrate(predict_known, imputer: PredictionImputer | None, patients, months
             _mix_conditional(mixed, answers_i, weights, months_since[i])
         _describe(mixed, patients[i], imputer, answers_i, weights, states)
         out.append(mixed)
+    return out
+
+
+def _python(value):
+    """A cohort cell as `Patient` takes it: None for NaN, Python scalars for numpy's."""
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def served_survival(imputer: PredictionImputer | None, survival_of, rows: pd.DataFrame):
+    """Each cohort row's survival as the service serves it, unknown fields integrated over.
+
+    A row with every predictor known is predicted as it is; a row with unknown ones is the
+    probability-weighted mean of its likely completions' curves (:meth:`PredictionImputer.
+    completions`, the same mixture as a prognosis). For monitoring and benchmarks on registry
+    rows, which may have holes that `encode` refuses.
+
+    Parameters
+    ----------
+    imputer : PredictionImputer or None
+        The bundle's; None (a bundle trained before unknown fields were allowed) refuses rows
+        with unknown fields.
+    survival_of : callable
+        ``(frame) -> ndarray (n_rows, n_times)``: the survival of complete rows (a frame with
+        the patient fields and `modality`, the modality received).
+    rows : DataFrame
+        Cohort rows: the patient fields and `modality`.
+
+    Returns
+    -------
+    ndarray, shape = (n_rows, n_times)
+    """
+    from model.exceptions import UnknownFieldsUnsupported
+
+    fields = [name for name in PATIENT_FIELDS if name in rows]
+    patients = [
+        Patient(**dict(zip(fields, map(_python, values), strict=True)))
+        for values in rows[fields].itertuples(index=False, name=None)
+    ]
+    incomplete = np.array([bool(p.unknown_fields) for p in patients], dtype=bool)
+    if not incomplete.any():
+        return survival_of(rows)
+    if imputer is None:
+        raise UnknownFieldsUnsupported(patients[int(np.argmax(incomplete))].unknown_fields)
+    completed, owners, weights = [], [], []
+    for i in np.flatnonzero(incomplete):
+        found, probabilities, _ = imputer.completions(patients[i])
+        completed += found
+        owners += [i] * len(found)
+        weights += list(probabilities)
+    frame = patients_frame(completed)
+    frame["modality"] = rows["modality"].to_numpy(dtype=object)[owners]
+    mixed = survival_of(frame) * np.asarray(weights)[:, None]
+    out = np.zeros((len(rows), mixed.shape[1]))
+    np.add.at(out, np.asarray(owners), mixed)
+    if (~incomplete).any():
+        out[~incomplete] = survival_of(rows[~incomplete])
     return out
 
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
+import serving.without_parquet  # noqa: F401  (before the first import of pandas)
 from model.exceptions import ModelError
 from serving.answers import PrognosisService, caller_of, error_answer, json_answer, refusal
 from serving.audit import AuditLog

@@ -18,6 +18,7 @@ import pandas as pd
 
 from model.bundle import ModelBundle
 from model.schema import ENDPOINTS
+from model.unknown_fields import served_survival
 from store import registry
 from training.evaluate.report import to_jsonable
 from training.exceptions import CohortValidationError, EvaluationInputError
@@ -122,7 +123,13 @@ def predict_survival(
             mask = (tags == tag).to_numpy()
             if mask.any():
                 model = bundle.models[endpoint][bundle.primary[endpoint]]
-                survival[mask] = predict_rows(model, rows.loc[mask])[1]
+                # A patient with unknown fields is predicted as the service answered: the
+                # mixture over the likely values.
+                survival[mask] = served_survival(
+                    bundle.imputer,
+                    lambda part, m=model: predict_rows(m, part)[1],
+                    rows.loc[mask],
+                )
         predicted[endpoint] = survival
     return predicted
 

@@ -204,3 +204,44 @@ def test_the_clinician_views_follow_the_mixture_and_say_whose_group_they_show(
         assert "extrahepatic_metastases" in answer[view]["imputed_note"]
         assert "most probable" in answer[view]["imputed_note"]
     assert "imputed_note" not in most_probable["similar_patients"]
+
+
+def test_served_survival_of_registry_rows_mixes_the_rows_with_holes_and_keeps_the_others(
+    prognosis_bundle, prognosis_cohort
+):
+    from model.schema import encode, patients_frame
+    from model.unknown_fields import served_survival
+
+    model = prognosis_bundle.models["os"][prognosis_bundle.primary["os"]]
+
+    def survival_of(rows):
+        return model.survival(encode(rows).to_numpy())
+
+    rows = prognosis_cohort.head(6).copy()
+    rows["extrahepatic_metastases"] = rows["extrahepatic_metastases"].astype(object)
+    rows.loc[rows.index[1], "extrahepatic_metastases"] = None
+    rows.loc[rows.index[3], ["who_grade", "ki67_percent"]] = None
+    whole = [0, 2, 4, 5]
+
+    served = served_survival(prognosis_bundle.imputer, survival_of, rows)
+
+    np.testing.assert_allclose(served[whole], survival_of(rows.iloc[whole]))
+    for position in (1, 3):
+        row = rows.iloc[[position]]
+        patient = _patient_of(row)
+        assert patient.unknown_fields
+        completed, weights, _ = prognosis_bundle.imputer.completions(patient)
+        frame = patients_frame(completed).assign(modality=row["modality"].iloc[0])
+        np.testing.assert_allclose(served[position], weights @ survival_of(frame))
+    with pytest.raises(ValueError, match="unknown"):
+        survival_of(rows)
+    with pytest.raises(UnknownFieldsUnsupported):
+        served_survival(None, survival_of, rows)
+
+
+def _patient_of(row):
+    from model.schema import PATIENT_FIELDS, Patient
+    from model.unknown_fields import _python
+
+    values = row.iloc[0]
+    return Patient(**{name: _python(values[name]) for name in PATIENT_FIELDS if name in row})

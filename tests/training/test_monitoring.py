@@ -126,3 +126,29 @@ def test_a_missing_or_malformed_treatment_date_is_refused_naming_its_row_and_col
     assert "01/02/2030" not in message
     with pytest.raises(CohortValidationError, match="column treatment_date: netprog monitor"):
         treatment_dates(frame.drop(columns="treatment_date"))
+
+
+def test_patients_with_unknown_fields_are_judged_by_the_answer_the_service_gave_them(
+    prognosis_bundle, prognosis_cohort
+):
+    from model.schema import encode
+    from model.unknown_fields import served_survival
+    from training.monitor_run import predict_survival
+
+    rows = prognosis_cohort.head(8).copy()
+    rows["somatostatin_analog"] = rows["somatostatin_analog"].astype(object)
+    rows.loc[rows.index[2], "somatostatin_analog"] = None
+    rows.loc[rows.index[5], "tumor_burden_percent"] = np.nan
+    tags = pd.Series(["m:a"] * len(rows), index=rows.index)
+
+    predicted = predict_survival(rows, tags, {"m:a": prognosis_bundle})
+
+    for endpoint in ("hpfs", "os"):
+        model = prognosis_bundle.models[endpoint][prognosis_bundle.primary[endpoint]]
+
+        def survival_of(part, m=model):
+            return m.survival(encode(part).to_numpy())
+
+        expected = served_survival(prognosis_bundle.imputer, survival_of, rows)
+        np.testing.assert_allclose(predicted[endpoint], expected)
+        assert np.all(np.diff(predicted[endpoint], axis=1) <= 1e-12)
