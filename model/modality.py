@@ -88,17 +88,18 @@ def _quantiles(members, probabilities):
     """Quantiles over the first axis, numpy's default linear method, written for speed.
 
     ``np.quantile(axis=0)`` partitions along the strided member axis; moving that axis last
-    and sorting contiguous rows of 20-50 values measured about twice as fast on the
-    (members, 3 x 1,000 patients, 121 months) arrays of a batch.
+    and working on contiguous rows measured about twice as fast on the (members, 3 x 1,000
+    patients, 121 months) arrays of a batch.
     """
     ordered = np.ascontiguousarray(np.moveaxis(members, 0, -1))
-    ordered.sort(axis=-1)
     n_members = ordered.shape[-1]
+    positions = [probability * (n_members - 1) for probability in probabilities]
+    ranks = [(int(np.floor(p)), min(int(np.floor(p)) + 1, n_members - 1)) for p in positions]
+    # Only these order statistics are read: a partition places them exactly, in linear time
+    # (the 2,000 draws of a conditional curve), where a sort orders every member.
+    ordered.partition(sorted({rank for pair in ranks for rank in pair}), axis=-1)
     out = []
-    for probability in probabilities:
-        position = probability * (n_members - 1)
-        below = int(np.floor(position))
-        above = min(below + 1, n_members - 1)
+    for position, (below, above) in zip(positions, ranks, strict=True):
         fraction = position - below
         low, high = ordered[..., below], ordered[..., above]
         out.append(low + fraction * (high - low))
