@@ -268,9 +268,9 @@ def _markdown(records, summary, seconds, n_seeds, n_coverage, minutes) -> str:
         + ", ".join(f"{value:+.3f} ({endpoint.upper()})" for endpoint, value in ceiling.items())
         + " in C on patients with every field known: the most any handling of the missing "
         "values could gain there. Missingness that depends on the predictors (grade, centre) "
-        "and not on the outcome leaves complete-case coefficients unbiased, only less precise; "
-        "the difference shows on new patients who have the same holes, where the complete-case "
-        "fit must also impute from its own, smaller and grade-skewed, sample."
+        "and not on the outcome leaves complete-case coefficients unbiased, only less precise. "
+        "The columns 'holed new patients' score the same new patients with holes made the same "
+        "way, each served as the service serves it (the fit's own imputation models)."
     )
     lines.append("")
     extra = records.groupby(["scenario", "fit"])[["m", "n"]].mean()
