@@ -343,11 +343,12 @@ def _mix_nodes(mixed: dict, documents: list[dict], weights: np.ndarray, top) -> 
     ):
         for name, number in ((key, point), ("lower", low), ("upper", high)):
             target[name] = None if np.isnan(number) else round(float(number), shown)
-    _monotone_bands(mixed)
+    _monotone_bands(mixed, top)
 
 
-def _monotone_bands(node) -> None:
-    """Make every mixed curve's bounds monotone like the curve, by widening only.
+def _monotone_bands(node, top=_MIXED, inside=False) -> None:
+    """Make every mixed curve's bounds (under the `top` keys, as :func:`_mix_nodes` mixes)
+    monotone like the curve, by widening only.
 
     The mixture's quantiles are taken month by month, so a bound can rise by a rounding step
     where a survival curve falls; each bound is replaced by its running extreme on the wide
@@ -355,17 +356,17 @@ def _monotone_bands(node) -> None:
     one; the reverse for a cumulative incidence).
     """
     if isinstance(node, dict):
-        for child in node.values():
-            _monotone_bands(child)
+        for name, child in node.items():
+            if name not in _NOT_MIXED and (inside or top is None or name in top):
+                _monotone_bands(child, top, True)
         return
-    if not isinstance(node, list) or not node or not isinstance(node[0], dict):
-        for child in node if isinstance(node, list) else ():
-            _monotone_bands(child)
+    if not isinstance(node, list):
         return
-    key = "survival" if "survival" in node[0] else "incidence" if "incidence" in node[0] else None
-    if key is None or "month" not in node[0] or "lower" not in node[0]:
+    first = node[0] if node and isinstance(node[0], dict) else {}
+    key = "survival" if "survival" in first else "incidence" if "incidence" in first else None
+    if key is None or "month" not in first or "lower" not in first:
         for child in node:
-            _monotone_bands(child)
+            _monotone_bands(child, top, True)
         return
     lower = np.array([point["lower"] for point in node], dtype=float)
     upper = np.array([point["upper"] for point in node], dtype=float)
@@ -423,33 +424,19 @@ def integrate(predict_known, imputer: PredictionImputer | None, patients, months
     months_since : list of (float or None)
         One per patient.
     """
-    from model.exceptions import UnknownFieldsUnsupported
-
-    expanded: list = []
-    owners: list[int] = []
-    plans: list[tuple | None] = []
-    for i, patient in enumerate(patients):
-        if not patient.unknown_fields:
-            plans.append(None)
-            expanded.append(patient)
-            owners.append(i)
-            continue
-        if imputer is None:
-            raise UnknownFieldsUnsupported(patient.unknown_fields)
-        completed, weights, states = imputer.completions(patient)
-        plans.append((weights, states, len(expanded)))
-        expanded.extend(completed)
-        owners.extend([i] * len(completed))
+    expansion = _expand(imputer, patients)
     # A completion is asked for its conditional answer whatever its S(s) (floor 0): the floor
     # applies to the mixture (`_mix_conditional`).
-    floors = [CONDITIONAL_MIN_SURVIVAL if plans[i] is None else 0.0 for i in owners]
-    answers = predict_known(expanded, [months_since[i] for i in owners], floors)
+    floors = [
+        CONDITIONAL_MIN_SURVIVAL if expansion.plans[i] is None else 0.0 for i in expansion.owners
+    ]
+    answers = predict_known(expansion.patients, [months_since[i] for i in expansion.owners], floors)
     out = []
-    for i, plan in enumerate(plans):
+    for i, (plan, start) in enumerate(zip(expansion.plans, expansion.starts, strict=True)):
         if plan is None:
-            out.append(answers[owners.index(i)])
+            out.append(answers[start])
             continue
-        weights, states, start = plan
+        weights, states = plan
         answers_i = answers[start : start + len(weights)]
         mixed = mix_prognoses(answers_i, weights)
         if months_since[i] is not None:
@@ -457,6 +444,40 @@ def integrate(predict_known, imputer: PredictionImputer | None, patients, months
         _describe(mixed, patients[i], imputer, answers_i, weights, states)
         out.append(mixed)
     return out
+
+
+@dataclass
+class _Expansion:
+    """Patients expanded for prediction: each complete one as it is, each with unknown fields
+    as its likely completions."""
+
+    patients: list = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+    """Per expanded entry, the index of the patient it belongs to."""
+    starts: list[int] = field(default_factory=list)
+    """Per patient, the position of its first entry."""
+    plans: list[tuple | None] = field(default_factory=list)
+    """Per patient, None if complete, else its completions' (weights, states)."""
+
+
+def _expand(imputer: PredictionImputer | None, patients) -> _Expansion:
+    from model.exceptions import UnknownFieldsUnsupported
+
+    expansion = _Expansion()
+    for i, patient in enumerate(patients):
+        expansion.starts.append(len(expansion.patients))
+        if not patient.unknown_fields:
+            expansion.plans.append(None)
+            expansion.patients.append(patient)
+            expansion.owners.append(i)
+            continue
+        if imputer is None:
+            raise UnknownFieldsUnsupported(patient.unknown_fields)
+        completed, weights, states = imputer.completions(patient)
+        expansion.plans.append((weights, states))
+        expansion.patients.extend(completed)
+        expansion.owners.extend([i] * len(completed))
+    return expansion
 
 
 def _python(value):
@@ -489,31 +510,25 @@ def served_survival(imputer: PredictionImputer | None, survival_of, rows: pd.Dat
     -------
     ndarray, shape = (n_rows, n_times)
     """
-    from model.exceptions import UnknownFieldsUnsupported
-
     fields = [name for name in PATIENT_FIELDS if name in rows]
     patients = [
         Patient(**dict(zip(fields, map(_python, values), strict=True)))
         for values in rows[fields].itertuples(index=False, name=None)
     ]
-    incomplete = np.array([bool(p.unknown_fields) for p in patients], dtype=bool)
-    if not incomplete.any():
+    incomplete = np.flatnonzero([bool(p.unknown_fields) for p in patients])
+    if not len(incomplete):
         return survival_of(rows)
-    if imputer is None:
-        raise UnknownFieldsUnsupported(patients[int(np.argmax(incomplete))].unknown_fields)
-    completed, owners, weights = [], [], []
-    for i in np.flatnonzero(incomplete):
-        found, probabilities, _ = imputer.completions(patients[i])
-        completed += found
-        owners += [i] * len(found)
-        weights += list(probabilities)
-    frame = patients_frame(completed)
+    expansion = _expand(imputer, [patients[i] for i in incomplete])
+    weights = np.concatenate([plan[0] for plan in expansion.plans if plan is not None])
+    owners = incomplete[expansion.owners]
+    frame = patients_frame(expansion.patients)
     frame["modality"] = rows["modality"].to_numpy(dtype=object)[owners]
-    mixed = survival_of(frame) * np.asarray(weights)[:, None]
+    mixed = survival_of(frame) * weights[:, None]
     out = np.zeros((len(rows), mixed.shape[1]))
-    np.add.at(out, np.asarray(owners), mixed)
-    if (~incomplete).any():
-        out[~incomplete] = survival_of(rows[~incomplete])
+    np.add.at(out, owners, mixed)
+    complete = np.setdiff1d(np.arange(len(rows)), incomplete)
+    if len(complete):
+        out[complete] = survival_of(rows.iloc[complete])
     return out
 
 
