@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from sksurv.linear_model import CoxnetSurvivalAnalysis
@@ -197,10 +197,11 @@ class PenalizedCox(CoxEstimator):
         "auto" chose the refit, so that bootstrap members and refits on imputed copies fit the
         model that was chosen, not the terms their own penalised path happens to keep.
     alpha_ : float
-        Chosen penalty strength.
+        Chosen penalty strength; 0.0 where every term was refitted by ``relax="auto"`` or
+        "all" (the penalised path, which that refit replaces, is then not fitted).
 
-    l1_ratio_ : float
-        Chosen elastic-net mixing value.
+    l1_ratio_ : float or None
+        Chosen elastic-net mixing value; None where no penalised path was fitted.
 
     coef_ : ndarray, shape = (n_features,)
         Log hazard ratio per unit of each original (unstandardised) feature, so that
@@ -221,13 +222,14 @@ class PenalizedCox(CoxEstimator):
     feature_means_ : ndarray, shape = (n_features,)
         Training means of the features, the reference point of ``coef_``-based explanations.
 
-    pipeline_ : sklearn.pipeline.Pipeline
-        Fitted scaler and Coxnet model.
+    pipeline_ : sklearn.pipeline.Pipeline or None
+        Fitted scaler and Coxnet model; None where no penalised path was fitted.
 
     cv_results_ : dict of ndarray, shape = (n_candidates,) each, or None
         ``l1_ratio``, ``alpha``, ``n_nonzero_coef`` (on the full data),
         ``mean_cv_deviance`` (per event) and ``se_cv_deviance``; loadable with
-        ``pd.DataFrame(cv_results_)``. None when `alphas` was given.
+        ``pd.DataFrame(cv_results_)``. None when `alphas` was given or no penalised path
+        was fitted.
 
     best_index_ : int or None
         Row of ``cv_results_`` that was chosen; None when `alphas` was given.
@@ -363,8 +365,26 @@ class PenalizedCox(CoxEstimator):
         """
         X = self._validate_features(X, reset=True)
         event, time = self._validate_target(X, y)
-        y_checked = Surv.from_arrays(event, time)
         l1_ratios = self._checked_l1_ratios()
+        if self.alphas is not None:
+            self._checked_alphas(l1_ratios)
+        self.shrinkage_factor_ = None
+        if self._refits_every_term(X, event, time):
+            # The penalised path would only be replaced by this refit: it is not computed.
+            self.pipeline_: Pipeline | None = None
+            self.cv_results_: dict | None = None
+            self.best_index_: int | None = None
+            self.alpha_, self.l1_ratio_ = 0.0, None
+            self.feature_means_ = X.mean(axis=0)
+        else:
+            self._fit_path(X, event, time, l1_ratios)
+        self.baseline_ = BreslowEstimator().fit(self._linear_predictor(X), event, time)
+        self.unique_times_ = self.baseline_.unique_times_
+        return self
+
+    def _fit_path(self, X, event, time, l1_ratios):
+        """The penalised fit: alpha and l1_ratio by cross-validation (or the given path)."""
+        y_checked = Surv.from_arrays(event, time)
         if self.alphas is None:
             paths = {
                 float(l1_ratio): self._alpha_path(X, y_checked, l1_ratio) for l1_ratio in l1_ratios
@@ -372,7 +392,7 @@ class PenalizedCox(CoxEstimator):
             self.cv_results_ = self._cross_validate(X, event, time, paths)
             # Alphas some fold never reached (its path saturated first) have NaN deviance and
             # are not candidates.
-            self.best_index_: int | None = int(np.nanargmin(self.cv_results_["mean_cv_deviance"]))
+            self.best_index_ = int(np.nanargmin(self.cv_results_["mean_cv_deviance"]))
             self.l1_ratio_ = float(self.cv_results_["l1_ratio"][self.best_index_])
             self.alpha_ = float(self.cv_results_["alpha"][self.best_index_])
             path_alphas = paths[self.l1_ratio_][0]
@@ -395,12 +415,8 @@ class PenalizedCox(CoxEstimator):
         scaler, coxnet = self.pipeline_[0], self.pipeline_[-1]
         self.coef_ = coxnet.coef_[:, -1] / scaler.scale_
         self.selected_ = self.coef_ != 0
-        self.shrinkage_factor_ = None
-        self.relaxed_ = self._relax(X, event, time)
+        self.relaxed_ = self._relax_selected(X, event, time)
         self.feature_means_ = scaler.mean_.copy()
-        self.baseline_ = BreslowEstimator().fit(self._linear_predictor(X), event, time)
-        self.unique_times_ = self.baseline_.unique_times_
-        return self
 
     def _checked_alphas(self, l1_ratios):
         alphas = np.atleast_1d(np.asarray(self.alphas, dtype=np.float64))
@@ -428,35 +444,39 @@ class PenalizedCox(CoxEstimator):
         Returns
         -------
         params : dict
+            ``{"relax": "all"}`` where every term was refitted without penalty; else
             ``{"l1_ratios": (l1_ratio_,), "alphas": path, "relax": ...}``, the path ending at
-            ``alpha_``; `relax` is "all" where every term was refitted, True where the selected
-            ones were, else False.
+            ``alpha_``, with `relax` True where the selected terms were refitted, else False.
         """
-        check_is_fitted(self, "pipeline_")
-        every_term = self.relaxed_ and isinstance(self.relax, str)
+        check_is_fitted(self, "coef_")
+        if self.pipeline_ is None:
+            return {"relax": "all"}
         return {
             "l1_ratios": (self.l1_ratio_,),
             "alphas": tuple(self.pipeline_[-1].alphas_),
-            "relax": "all" if every_term else self.relaxed_,
+            "relax": self.relaxed_,
         }
 
-    def _relax(self, X, event, time):
-        """Replace the penalised coefficients by the unpenalised refit where `relax` says so.
-
-        ``relax=True`` refits the selected terms (glmnet's relaxed fit). ``relax="auto"`` refits
-        every term, and only where that full model's heuristic shrinkage factor reaches
-        :data:`MIN_SHRINKAGE_FACTOR`: then the cohort supports all terms without shrinkage,
-        and no term is dropped whose uncertainty the intervals would then leave out.
-        ``relax="all"`` refits every term without the test.
-        """
+    def _check_relax(self):
         if self.relax not in (True, False, "auto", "all"):
             raise InvalidEstimatorParameter(
                 f"`relax` must be True, False, 'auto' or 'all', but got {self.relax!r}."
             )
-        if not self.relax:
+
+    def _refits_every_term(self, X, event, time) -> bool:
+        """Fit every term without penalty where `relax` ("auto" or "all") says so.
+
+        ``relax="auto"`` refits every term, not only the selected ones, and only where that
+        full model's heuristic shrinkage factor reaches :data:`MIN_SHRINKAGE_FACTOR`: then the
+        cohort supports all terms without shrinkage, and no term is dropped whose uncertainty
+        the intervals would then leave out. ``relax="all"`` refits every term without the
+        test. Either way the refit does not depend on the penalised path, which is therefore
+        only fitted where this returns False.
+        """
+        self._check_relax()
+        if not isinstance(self.relax, str):
             return False
-        terms = np.ones(X.shape[1], dtype=bool) if isinstance(self.relax, str) else self.selected_
-        refit = fit_cox_coefficients(X[:, terms], event, time, ridge=RELAXED_RIDGE)
+        refit = fit_cox_coefficients(X, event, time, ridge=RELAXED_RIDGE)
         if self.relax == "auto":
             linear_predictor = np.column_stack([np.zeros(len(X)), X @ refit])
             null, fitted = _breslow_partial_log_likelihood(linear_predictor, event, time)
@@ -466,13 +486,20 @@ class PenalizedCox(CoxEstimator):
             )
             if self.shrinkage_factor_ < MIN_SHRINKAGE_FACTOR:
                 return False
-        self.selected_ = terms
+        self.coef_, self.selected_, self.relaxed_ = refit, np.ones(X.shape[1], dtype=bool), True
+        return True
+
+    def _relax_selected(self, X, event, time) -> bool:
+        """With ``relax=True``, refit the selected terms without penalty (glmnet's relaxed fit)."""
+        if self.relax is not True:
+            return False
+        refit = fit_cox_coefficients(X[:, self.selected_], event, time, ridge=RELAXED_RIDGE)
         self.coef_ = np.zeros(X.shape[1])
-        self.coef_[terms] = refit
+        self.coef_[self.selected_] = refit
         return True
 
     def _linear_predictor(self, X):
-        if self.relaxed_:
+        if self.pipeline_ is None or self.relaxed_:
             return X @ self.coef_
         return self.pipeline_.predict(X)
 
@@ -489,5 +516,5 @@ class PenalizedCox(CoxEstimator):
         risk_score : ndarray, shape = (n_samples,)
             Log relative hazard at the chosen alpha (of the relaxed refit with `relax`).
         """
-        check_is_fitted(self, "pipeline_")
+        check_is_fitted(self, "coef_")
         return self._linear_predictor(self._validate_features(X, reset=False))

@@ -117,9 +117,14 @@ class CohortSpec:
     def load(
         cls, path: str | Path = DEFAULT_SPEC_PATH, modality_effects: str | None = None
     ) -> CohortSpec:
-        """Read a cohort specification from YAML (`modality_effects` as in the class)."""
+        """Read a cohort specification from YAML (`modality_effects` as in the class).
+
+        With libyaml's safe loader where PyYAML has it: the same document, read ten times
+        faster (every oracle and published reference of a cross-validation reads it).
+        """
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         with open(path, encoding="utf-8") as handle:
-            return cls(yaml.safe_load(handle), modality_effects)
+            return cls(yaml.load(handle, Loader=loader), modality_effects)
 
     def with_modality_effects(self, modality_effects: str | None) -> CohortSpec:
         """The same parameters with the other option for the modality-within-grade effects."""

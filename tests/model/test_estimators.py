@@ -577,6 +577,26 @@ def test_auto_relaxation_refits_every_term_once_the_cohort_supports_them_all():
     np.testing.assert_allclose(relaxed.coef_, full, rtol=1e-6, atol=1e-9)
 
 
+def test_a_fit_that_refits_every_term_fits_no_penalised_path(monkeypatch):
+    # The unpenalised refit replaces whatever the penalised path would choose, so the path
+    # (and its cross-validation, most of the cost on large cohorts) is not fitted at all.
+    X, y = _simulate_cox_cohort(2000, np.array([0.8, -0.6, 0.5]), n_noise=6, seed=3)
+
+    def no_path(*args, **kwargs):
+        raise AssertionError("the penalised path was fitted")
+
+    monkeypatch.setattr(PenalizedCox, "_alpha_path", no_path)
+    monkeypatch.setattr(PenalizedCox, "_cross_validate", no_path)
+    for relax in ("auto", "all"):
+        fitted = PenalizedCox(random_state=0, relax=relax).fit(X, y)
+        assert fitted.relaxed_
+        assert fitted.pipeline_ is None
+        assert fitted.cv_results_ is None
+        assert (fitted.alpha_, fitted.l1_ratio_) == (0.0, None)
+        np.testing.assert_allclose(fitted.feature_means_, X.to_numpy().mean(axis=0))
+        np.testing.assert_allclose(fitted.predict(X), X.to_numpy() @ fitted.coef_)
+
+
 def test_a_refit_from_the_tuned_parameters_of_an_auto_relaxed_fit_keeps_every_term():
     # Bootstrap members and the fits on imputed copies refit `tuned_params()` on other rows:
     # they must fit the chosen model (every term, unpenalised), not the terms their own

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sksurv.metrics import concordance_index_censored, concordance_index_ipcw
+from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
 
 from model.schema import MODALITIES
@@ -369,6 +370,27 @@ def test_kaplan_meier_survival_alone_is_kaplan_meier_at_without_its_interval():
             expected = kaplan_meier_at(event, time, horizon)[0]
             assert kaplan_meier_survival_at(event, time, horizon) == pytest.approx(
                 expected, abs=0, nan_ok=True
+            )
+
+
+def test_kaplan_meier_at_is_sksurvs_estimate_and_log_log_interval():
+    rng = np.random.default_rng(11)
+    for case in range(300):
+        n = int(rng.integers(1, 80))
+        time = np.round(rng.exponential(10.0, n), case % 2) + 0.5  # ties in half of the cases
+        event = rng.random(n) < rng.random()
+        times, survival, interval = kaplan_meier_estimator(event, time, conf_type="log-log")
+        for horizon in (0.1, 6.0, 12.0, 24.0, 1000.0):
+            index = int(np.searchsorted(times, horizon, side="right")) - 1
+            if horizon > times[-1] and survival[-1] > 0:
+                expected = (math.nan,) * 3
+            elif index < 0:
+                expected = (1.0, 1.0, 1.0)
+            else:
+                bounds = np.nan_to_num(interval[:, index], nan=survival[index])
+                expected = (survival[index], *bounds)
+            np.testing.assert_allclose(
+                kaplan_meier_at(event, time, horizon), expected, rtol=1e-12, atol=1e-14
             )
 
 
