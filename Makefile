@@ -39,7 +39,7 @@ test-slow: install system-deps
 # The whole reliability suite, its long parts (load, full fuzzing budget) included; see
 # docs/reliability.md. The quick parts also run in `make test`.
 reliability: install system-deps
-	$(BIN)/pytest tests/reliability -m "not bench"
+	NETPROG_RELIABILITY_DOC=write $(BIN)/pytest tests/reliability -m "not bench"
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'

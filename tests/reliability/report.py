@@ -4,6 +4,10 @@ A test replaces one marked block of the document (``<!-- name:start -->`` to
 ``<!-- name:end -->``) with what it measured, the date, the host's load average and the command
 that repeats it, so the document never carries a figure typed by hand. The file is rewritten
 atomically under a lock on its folder, so two tests finishing together keep both blocks.
+
+Only a run that asks for it writes the document itself: ``make reliability`` sets
+``NETPROG_RELIABILITY_DOC=write``. Any other run (``make test``, CI, a test run by hand)
+writes its blocks into a copy, ``test-artifacts/reliability.md``, and leaves the checkout clean.
 """
 
 from __future__ import annotations
@@ -21,6 +25,19 @@ from bench.common import write_atomically
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "reliability.md"
+DOC_COPY = ROOT / "test-artifacts" / "reliability.md"
+WRITE_DOC = "NETPROG_RELIABILITY_DOC"
+"""Set to "write" (``make reliability`` does) to write the figures into docs/reliability.md."""
+
+
+def _target(path: Path) -> Path:
+    """`path`, or for the document itself its copy unless this run writes the document."""
+    if path != DOC or os.environ.get(WRITE_DOC) == "write":
+        return path
+    if not DOC_COPY.exists():
+        DOC_COPY.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(DOC_COPY, DOC.read_text(encoding="utf-8"))
+    return DOC_COPY
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -60,6 +77,7 @@ def _locked(folder: Path) -> Iterator[None]:
 
 def write_block(name: str, markdown: str, path: Path = DOC) -> None:
     """Replace block `name` of `path` with `markdown` (the markers must already be there)."""
+    path = _target(path)
     pattern = re.compile(
         rf"(<!-- {re.escape(name)}:start -->\n).*?(\n<!-- {re.escape(name)}:end -->)", re.DOTALL
     )
