@@ -244,11 +244,18 @@ def summarise(frame: pd.DataFrame, cli_seconds: float | None) -> dict:
         for e in ENDPOINTS:
             figures[f"updating_revised_{e}"] = float((changed[f"path_{e}"] >= 3).mean())
             figures[f"updating_g2_direction_{e}"] = float(changed[f"g2_{e}_updated"].mean())
-            for reference in ("refit", "local_cox", "local_significant"):
-                figures[f"updating_g2_direction_{e}_{reference}"] = float(
-                    changed[f"g2_{e}_{reference}"].mean()
-                )
     return figures
+
+
+def local_references(frame: pd.DataFrame) -> dict:
+    """The SIRT-reversed cell's shares of the local patients' own evidence (no targets)."""
+    changed = frame[frame["cell"] == "sirt_g2_reversed"]
+    return {
+        f"g2_direction_{e}_{name}": float(changed[f"g2_{e}_{name}"].mean())
+        for e in ENDPOINTS
+        for name in ("refit", "local_cox", "local_significant")
+        if len(changed)
+    }
 
 
 def _median(part: pd.DataFrame, column: str) -> str:
@@ -373,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             markdown,
             {
                 "targets": figures,
+                "local_references": local_references(frame),
                 "replicates": args.replicates,
                 "cells": frame.replace({np.nan: None}).to_dict(orient="records"),
             },
