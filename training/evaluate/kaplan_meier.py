@@ -34,6 +34,29 @@ def _counts(event: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, ...]:
     return times, deaths, at_risk
 
 
+def _curve_to(event, time, horizon: float) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """The Kaplan-Meier survival at `horizon` with the counts it rests on.
+
+    Returns
+    -------
+    (survival, deaths, at_risk) or None
+        The events and numbers at risk at each unique time up to `horizon` (none before the
+        first time, where survival is 1); None when there are no patients, or the follow-up
+        ends before `horizon` with the curve still above zero (the estimator is undefined).
+    """
+    event = np.asarray(event, dtype=bool)
+    time = np.asarray(time, dtype=float)
+    if len(time) == 0:
+        return None
+    times, deaths, at_risk = _counts(event, time)
+    survival = np.cumprod(1.0 - deaths / at_risk)
+    if horizon > times[-1] and survival[-1] > 0:
+        return None
+    index = int(np.searchsorted(times, horizon, side="right")) - 1
+    at_horizon = 1.0 if index < 0 else float(survival[index])
+    return at_horizon, deaths[: index + 1], at_risk[: index + 1]
+
+
 def kaplan_meier_at(event, time, horizon: float) -> tuple[float, float, float]:
     """Kaplan-Meier survival at `horizon` with its log-log 95 % interval.
 
@@ -47,22 +70,16 @@ def kaplan_meier_at(event, time, horizon: float) -> tuple[float, float, float]:
         NaN when the follow-up ends before `horizon` with the curve still above zero (the
         estimator is undefined there).
     """
-    event = np.asarray(event, dtype=bool)
-    time = np.asarray(time, dtype=float)
-    if len(time) == 0:
+    curve = _curve_to(event, time, horizon)
+    if curve is None:
         return math.nan, math.nan, math.nan
-    times, deaths, at_risk = _counts(event, time)
-    survival = np.cumprod(1.0 - deaths / at_risk)
-    if horizon > times[-1] and survival[-1] > 0:
-        return math.nan, math.nan, math.nan
-    index = int(np.searchsorted(times, horizon, side="right")) - 1
-    if index < 0:
+    survival, deaths, at_risk = curve
+    if len(deaths) == 0:
         return 1.0, 1.0, 1.0
-    deaths, at_risk = deaths[: index + 1], at_risk[: index + 1]
     informative = (deaths > 0) & (at_risk > deaths)
     greenwood = np.sum(deaths[informative] / (at_risk * (at_risk - deaths))[informative])
-    lower, upper = _log_log_interval(float(survival[index]), math.sqrt(greenwood))
-    return float(survival[index]), lower, upper
+    lower, upper = _log_log_interval(survival, math.sqrt(greenwood))
+    return survival, lower, upper
 
 
 def _log_log_interval(survival: float, sigma: float) -> tuple[float, float]:
@@ -78,16 +95,8 @@ def _log_log_interval(survival: float, sigma: float) -> tuple[float, float]:
 
 def kaplan_meier_survival_at(event, time, horizon: float) -> float:
     """:func:`kaplan_meier_at`'s survival alone (the same value, NaN where it gives NaN)."""
-    event = np.asarray(event, dtype=bool)
-    time = np.asarray(time, dtype=float)
-    if len(time) == 0:
-        return math.nan
-    times, deaths, at_risk = _counts(event, time)
-    survival = np.cumprod(1.0 - deaths / at_risk)
-    if horizon > times[-1] and survival[-1] > 0:
-        return math.nan
-    index = int(np.searchsorted(times, horizon, side="right")) - 1
-    return 1.0 if index < 0 else float(survival[index])
+    curve = _curve_to(event, time, horizon)
+    return math.nan if curve is None else curve[0]
 
 
 def _groups_of(cohort: pd.DataFrame, column: str) -> tuple[np.ndarray, tuple[str, ...]]:
