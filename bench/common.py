@@ -36,6 +36,7 @@ SECTIONS = (
     "coverage",
     "missing",
     "monitoring",
+    "gate",
     "updating",
     "gpu",
     "versus",
@@ -49,6 +50,7 @@ SECTION_TITLES = {
     "coverage": "Coverage of the 95 % intervals",
     "missing": "Missing data (multiple imputation)",
     "monitoring": "Monitoring and the promotion gate",
+    "gate": "The promotion gate on a centre's own patients",
     "gpu": "Training on a GPU",
     "versus": "Latency against an earlier commit",
     "updating": "Model updating",
@@ -366,6 +368,30 @@ TARGETS: dict[str, Target] = {
         "promotion gate, 300 held-out patients: share of candidates trained on an independent "
         "cohort of the same size (equal in expectation) promoted - the stricter reading of "
         "the bar above",
+        0.90,
+        at_most=False,
+        digits=2,
+    ),
+    "gate_own_shuffled_refused": Target(
+        "gate",
+        "promotion gate on a centre's own 150 patients (optimism-corrected): share of updates "
+        "on shuffled outcomes refused",
+        1.0,
+        at_most=False,
+        digits=2,
+    ),
+    "gate_own_equal_promoted": Target(
+        "gate",
+        "promotion gate on a centre's own 150 patients (optimism-corrected): share of updates "
+        "to a centre equal to the reference promoted (the held-out bar, applied here)",
+        0.90,
+        at_most=False,
+        digits=2,
+    ),
+    "gate_own_baseline_promoted": Target(
+        "gate",
+        "promotion gate on a centre's own 150 patients (optimism-corrected): share of updates "
+        "to a centre with hazards x 1.5 promoted",
         0.90,
         at_most=False,
         digits=2,

@@ -7,7 +7,8 @@ rebuilding RESULTS.md (:func:`bench.common.rebuild_results`), so that every sect
 or not, and the targets table are there. The benchmarks run in the order of
 :data:`bench.common.SECTIONS`. A benchmark whose module is missing (``coverage`` is written
 separately) is skipped, saying so, in a full run, and is an error when named with ``--only``.
-``versus`` (this checkout against an earlier commit) runs only on its own, with ``--ref``.
+``versus`` (this checkout against an earlier commit) runs only on its own, with ``--ref``, and
+``gate`` (the promotion gate's bootstrap route, some 40 minutes) only on its own.
 
 Run from the repository root::
 
@@ -24,8 +25,9 @@ import time
 
 from bench.common import REPO_ROOT, SECTIONS, rebuild_results
 
-ON_REQUEST = ("versus",)
-"""Sections run only when asked, with their own arguments (`bench.versus` needs `--ref`)."""
+ON_REQUEST = ("versus", "gate")
+"""Sections run only when asked, with their own arguments (`bench.versus` needs `--ref`;
+`bench.gate` takes some 40 minutes on 2 cores, 600 gate decisions of 200 refits each)."""
 BENCHES = tuple(name for name in SECTIONS if name not in ON_REQUEST)
 BUDGET_SECONDS = 30 * 60
 

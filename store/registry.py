@@ -31,6 +31,10 @@ POINTER_LOCK_FILE = "netprog-production.lock"
 STAGING_DIR = ".netprog-staging"
 HOLDOUT_FILE = "holdout.parquet"
 TRAINING_IDS_FILE = "training_ids.json"
+LOCAL_ROWS_FILE = "local_rows.parquet"
+"""An updated model's local patients, as validated (training-side store)."""
+DEVELOPMENT_ROWS_FILE = "development_rows.parquet"
+"""A trained model's development patients, as fitted (training-side store)."""
 
 
 def save_bundle(
@@ -368,6 +372,21 @@ def holdout_rows(tag: str) -> pd.DataFrame | None:
     """
     path = _patient_file(tag, HOLDOUT_FILE)
     return pd.read_parquet(path) if path is not None else None
+
+
+def fitted_rows(tag: str) -> pd.DataFrame | None:
+    """The patients model `tag` was fitted on (an update's local patients, a training run's
+    development patients), verified; None for models registered before they were kept.
+
+    The promotion gate refits the model's procedure on resamples of them
+    (:mod:`training.gate_optimism`); like the held-out rows they stay in the training-side
+    store, never in a Bento.
+    """
+    for name in (LOCAL_ROWS_FILE, DEVELOPMENT_ROWS_FILE):
+        path = _patient_file(tag, name)
+        if path is not None:
+            return pd.read_parquet(path)
+    return None
 
 
 def training_patients(tag: str) -> set[str] | None:

@@ -259,7 +259,11 @@ def _train(console, options: dict, record: RunRecord) -> int:
     if not options["promote_after"] or run.promoted:
         return EXIT_OK
     started = time.perf_counter()
-    decision = gate.promote(run.tag, reason="passed the promotion gate (netprog train --promote)")
+    decision = gate.promote(
+        run.tag,
+        reason="passed the promotion gate (netprog train --promote)",
+        n_jobs=options["jobs"],
+    )
     record.body["timings"]["gate"] = round(time.perf_counter() - started, 3)
     record.body.update(gate=decision, status="promoted")
     _print_gate(console, decision)
@@ -427,13 +431,20 @@ def _print_gate(console, decision: dict) -> None:
     help="Promote even if the gate refuses (requires --reason; recorded with the decision).",
 )
 @click.option("--reason", default="", help="Why this model is promoted (recorded).")
-def promote(tag: str, force: bool, reason: str) -> None:
+@click.option(
+    "--jobs", type=int, default=2, show_default=True, help="Processes for the bootstrap refits."
+)
+def promote(tag: str, force: bool, reason: str, jobs: int) -> None:
     """Point production at TAG if it passes the promotion gate.
 
     The gate compares TAG with the current production model on the held-out patients of
     both (those neither was trained on), by paired bootstrap: it promotes on non-inferiority,
     when for both endpoints the lower bound of the 95 % interval of ΔC (Harrell and Uno) is
     above -0.01 and TAG's calibration slope's 95 % interval at 24 months overlaps 0.8-1.25.
+    Where TAG's held-out patients have fewer than 100 events for an endpoint (an update keeps
+    none by default), the patients TAG was fitted on take their place: TAG's procedure is
+    refitted on 200 bootstrap resamples of them and the same limits apply to the
+    optimism-corrected figures.
     """
     from rich.console import Console
 
@@ -443,7 +454,7 @@ def promote(tag: str, force: bool, reason: str) -> None:
         raise click.UsageError("--force needs --reason TEXT (it is recorded with the promotion)")
     console = Console(stderr=True)
     try:
-        decision = gate.promote(tag, force=force, reason=reason)
+        decision = gate.promote(tag, force=force, reason=reason, n_jobs=jobs)
     except GateRefusedError as error:
         _print_gate(console, error.decision)
         console.print(str(error), markup=False, highlight=False)

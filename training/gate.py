@@ -8,24 +8,38 @@ endpoints, by paired bootstrap of those same patients (:mod:`training.gate_stati
 lower bound of the 95 % interval of ΔC (candidate minus production, Harrell's and Uno's C)
 must lie above -`NON_INFERIORITY_MARGIN`, and the 95 % interval of the candidate's calibration
 slope at 24 months must overlap `CALIBRATION_SLOPE_RANGE`. A point estimate alone decided
-before: on a few hundred patients noise flipped it either way. Nothing is refitted.
+before: on a few hundred patients noise flipped it either way.
+
+When the candidate's held-out set has fewer than `OPTIMISM_HELD_OUT_EVENTS` events for either
+endpoint (an update keeps none by default), its place is taken by the patients the candidate
+was fitted on, less any production was: the candidate's procedure is refitted on bootstrap
+resamples of them and the same checks use optimism-corrected figures and intervals
+(:mod:`training.gate_optimism`). Production's held-out set is judged as before.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 
 from model.bundle import ModelBundle
 from model.schema import ENDPOINTS, FEATURE_NAMES, OUTCOME_COLUMNS, PATIENT_FIELDS
 from store import registry
-from training import evaluate
+from training import evaluate, gate_optimism
 from training.exceptions import GateRefusedError, RegistryError
-from training.fit import survival_target
+from training.fit import fit_bundle, survival_target
+from training.gate_optimism import (
+    OPTIMISM_BOOTSTRAP,
+    OPTIMISM_HELD_OUT_EVENTS,
+    Refit,
+    optimism_corrected,
+)
 from training.gate_statistics import (
     CALIBRATION_SLOPE_RANGE,
     GATE_BOOTSTRAP,
@@ -44,6 +58,7 @@ __all__ = [
     "MAX_HARRELL_C_DROP",
     "MIN_EVENTS",
     "NON_INFERIORITY_MARGIN",
+    "OPTIMISM_HELD_OUT_EVENTS",
     "checks_table",
     "compare_on_rows",
     "evaluate_gate",
@@ -66,16 +81,28 @@ class EvaluationSet:
     rows: pd.DataFrame
     n_excluded: int
     note: str
+    refit: Refit | None = None
+    """The candidate's procedure when these are its own patients (optimism-corrected route)."""
+
+    @property
+    def method(self) -> str:
+        return "held-out" if self.refit is None else OPTIMISM_METHOD
 
     def describe(self, used: bool) -> dict:
         return {
             "name": self.name,
+            "method": self.method,
             "n_patients": len(self.rows),
             "n_excluded": self.n_excluded,
-            "events": {e: int(self.rows[f"{e}_event"].sum()) for e in ENDPOINTS},
+            "events": _events(self),
             "used": used,
             "note": self.note,
         }
+
+
+LOCAL_SET = "candidate's own"
+"""The name of the set of patients the candidate was fitted on (optimism-corrected route)."""
+OPTIMISM_METHOD = "optimism-corrected bootstrap"
 
 
 def _unseen_by(rows: pd.DataFrame | None, seen: set[str] | None, name: str, other: str):
@@ -114,6 +141,90 @@ def _evaluation_sets(candidate: str, production: str | None) -> list[EvaluationS
         note = "the candidate's and production's held-out rows are identical; evaluated once"
         sets = [EvaluationSet("shared held-out", sets[0].rows, 0, note)]
     return sets
+
+
+def _events(evaluation_set: EvaluationSet) -> dict[str, int]:
+    return {e: int(evaluation_set.rows[f"{e}_event"].sum()) for e in ENDPOINTS}
+
+
+def _with_local_route(
+    sets: list[EvaluationSet], candidate: str, bundle: ModelBundle, production: str | None
+) -> list[EvaluationSet]:
+    """`sets` with the candidate's held-out set replaced by its own patients, validated by
+    bootstrap, when it has fewer than `OPTIMISM_HELD_OUT_EVENTS` events for an endpoint."""
+    held = next((s for s in sets if s.name == "candidate held-out"), None)
+    if held is not None and min(_events(held).values()) >= OPTIMISM_HELD_OUT_EVENTS:
+        return sets
+    rows = registry.fitted_rows(candidate)
+    refit = _procedure(bundle)
+    if rows is None or refit is None:
+        return sets
+    if production is None:
+        local = EvaluationSet(LOCAL_SET, rows, 0, "no production model to compare with")
+    else:
+        seen = registry.training_patients(production)
+        local = _unseen_by(rows, seen, LOCAL_SET, "production")
+    if local is None or not _usable(local):
+        return sets
+    local.refit = refit
+    local.note = (
+        "the patients the candidate was fitted on, its procedure refitted on bootstrap "
+        f"resamples of them (optimism-corrected figures); {local.note}"
+    )
+    if held is not None:
+        local.note += (
+            f"; it replaces the candidate's {len(held.rows)} held-out patients "
+            f"({', '.join(f'{n} {e.upper()}' for e, n in _events(held).items())} events), "
+            f"fewer than {OPTIMISM_HELD_OUT_EVENTS} events for an endpoint"
+        )
+    return [local, *(s for s in sets if s is not held)]
+
+
+def _procedure(bundle: ModelBundle) -> Refit | None:
+    """What produced `bundle`, to be repeated on resamples: its update or its training fit.
+
+    A training run is repeated as its registered fit: the primary family per endpoint kept,
+    each family's hyperparameters tuned again on the resample (not the cross-validated choice
+    of family, which would multiply the cost by the folds). None when an update's base model is
+    no longer in the store.
+    """
+    metadata = bundle.metadata
+    label = metadata["trained_on"]
+    if "updating" in metadata:
+        from training.update_run import update_bundle
+
+        try:
+            base = registry.load_bundle(metadata["updating"]["from"])
+        except RegistryError:
+            return None
+        return lambda rows, seed: _quietly(
+            lambda: update_bundle(base, rows, seed=seed, cohort_label=label)[0]
+        )
+    params = {
+        family: {k: v for k, v in given.items() if k != "device"}
+        for family, given in (metadata.get("estimator_params") or {}).items()
+    }
+    return lambda rows, seed: _quietly(
+        lambda: fit_bundle(
+            rows,
+            seed=seed,
+            n_bootstrap=0,
+            cohort_label=label,
+            primary=bundle.primary,
+            primary_ensembles_only=True,
+            estimator_params=params,
+        )
+    )
+
+
+def _quietly(fit):
+    """`fit()` without the warnings a resample is entitled to: a penalised path that zeroes
+    every coefficient, or stops short of convergence, on a draw with little signal or many
+    repeated patients. Such a fit is still what the procedure gives, so it is scored."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "all coefficients are zero", UserWarning)
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        return fit()
 
 
 def _same_rows(first: pd.DataFrame, second: pd.DataFrame) -> bool:
@@ -175,9 +286,15 @@ def _checks(
     production: ModelBundle | None,
     seed: int = 0,
     n_resamples: int = GATE_BOOTSTRAP,
+    optimism_resamples: int = OPTIMISM_BOOTSTRAP,
+    n_jobs: int = 1,
 ) -> list[dict]:
     """Per endpoint: ΔC (Harrell, Uno) with paired bootstrap intervals and the candidate's
     calibration slope with its interval, on `evaluation_set`."""
+    if evaluation_set.refit is not None:
+        return _optimism_checks(
+            evaluation_set, candidate, production, seed, optimism_resamples, n_jobs
+        )
     checks = []
     for endpoint in ENDPOINTS:
         y = survival_target(evaluation_set.rows, endpoint)
@@ -195,16 +312,57 @@ def _checks(
     return checks
 
 
+def _optimism_checks(
+    evaluation_set: EvaluationSet,
+    candidate: ModelBundle,
+    production: ModelBundle | None,
+    seed: int,
+    n_resamples: int,
+    n_jobs: int,
+) -> list[dict]:
+    """The same checks on the candidate's own patients, optimism-corrected."""
+    assert evaluation_set.refit is not None
+    figures = optimism_corrected(
+        evaluation_set.rows, candidate, production, evaluation_set.refit, _predictions,
+        n_resamples=n_resamples, seed=seed, n_jobs=n_jobs,
+    )  # fmt: skip
+    checks = []
+    for endpoint, entry in figures.items():
+        slope = entry["slope"]
+        theirs = None if production is None else {"slope": slope["production"]}
+        check = _slope_check(evaluation_set.name, endpoint, slope, theirs)
+        checks.append({**check, **_optimism_terms(slope)})
+        if production is None:
+            continue
+        concordance = {name: entry[name] for name in ("harrell_c", "uno_c")}
+        for check in _concordance_checks(evaluation_set.name, endpoint, concordance):
+            checks.append({**check, **_optimism_terms(concordance[check["check"]])})
+    return checks
+
+
+def _optimism_terms(entry: dict) -> dict:
+    return {
+        "method": OPTIMISM_METHOD,
+        "apparent": entry.get("apparent", entry.get("apparent_difference")),
+        "optimism": entry["optimism"],
+        "n_resamples": entry["n_resamples"],
+        "note": entry["note"],
+    }
+
+
 _C_NAMES = {"harrell_c": "Harrell", "uno_c": "Uno"}
 
 
 def _failure_text(check: dict) -> str:
     where = f"{check['endpoint'].upper()} on the {check['set']} patients"
+    interval = "95 % interval"
+    if check.get("method") == OPTIMISM_METHOD:
+        interval = "optimism-corrected 95 % interval"
     if check["check"] in _C_NAMES:
         if not _finite(check["lower"]):
             return f"{where}: ΔC ({_C_NAMES[check['check']]}) is not computable"
         return (
-            f"{where}: non-inferiority not shown: the lower bound of the 95 % interval of ΔC "
+            f"{where}: non-inferiority not shown: the lower bound of the {interval} of ΔC "
             f"({_C_NAMES[check['check']]}), {_number(check['lower'])}, is not above "
             f"-{NON_INFERIORITY_MARGIN} (ΔC {_signed(check['difference'])}, candidate "
             f"{_number(check['candidate'])} against production {_number(check['production'])})"
@@ -213,7 +371,7 @@ def _failure_text(check: dict) -> str:
     if not _finite(check["lower"]):
         return f"{where}: calibration slope at 24 months is not computable ({check['note']})"
     return (
-        f"{where}: the 95 % interval of the calibration slope at 24 months, "
+        f"{where}: the {interval} of the calibration slope at 24 months, "
         f"{_number(check['lower'])}-{_number(check['upper'])} (slope "
         f"{_number(check['candidate'])}), does not overlap {low}-{high}"
     )
@@ -240,15 +398,29 @@ def _usable(evaluation_set: EvaluationSet) -> bool:
     return all(evaluation_set.rows[f"{e}_event"].sum() >= MIN_EVENTS for e in ENDPOINTS)
 
 
-def evaluate_gate(candidate: str, production: str | None = None) -> dict:
+def evaluate_gate(
+    candidate: str,
+    production: str | None = None,
+    *,
+    optimism_resamples: int | None = None,
+    n_jobs: int = 1,
+) -> dict:
     """Evaluate `candidate` against `production` (default: the current production model).
+
+    Parameters
+    ----------
+    optimism_resamples, n_jobs : int
+        Resamples of the optimism-corrected route, where it is taken (default
+        :data:`training.gate_optimism.OPTIMISM_BOOTSTRAP`), and the processes that share them
+        (the figures do not depend on `n_jobs`).
 
     Returns
     -------
     dict
-        candidate, production, criteria, evaluation_sets (name, n_patients, n_excluded, events,
-        used, note), checks (set, endpoint, check, candidate, production, limit, passed),
-        failures (sentences), passed, evaluated_at.
+        candidate, production, criteria, evaluation_sets (name, method, n_patients, n_excluded,
+        events, used, note), checks (set, endpoint, check, candidate, production, limit,
+        passed; on the candidate's own patients also method, apparent, optimism), failures
+        (sentences), passed, evaluated_at.
     """
     candidate = str(registry.get_model(candidate).tag)
     production = production if production is not None else registry.production_tag()
@@ -265,8 +437,20 @@ def evaluate_gate(candidate: str, production: str | None = None) -> dict:
         if problem
     ]
     sets = _evaluation_sets(candidate, production) if not failures else []
+    if not failures:
+        sets = _with_local_route(sets, candidate, new, production)
     usable = [s for s in sets if _usable(s)]
-    checks = [check for s in usable for check in _checks(s, new, old)]
+    checks = [
+        check
+        for s in usable
+        for check in _checks(
+            s,
+            new,
+            old,
+            optimism_resamples=optimism_resamples or gate_optimism.OPTIMISM_BOOTSTRAP,
+            n_jobs=n_jobs,
+        )
+    ]
     failures += [_failure_text(check) for check in checks if not check["passed"]]
     if not failures and not usable:
         failures.append(
@@ -297,9 +481,20 @@ def compare_on_rows(
     *,
     seed: int = 0,
     n_resamples: int = GATE_BOOTSTRAP,
+    refit: Refit | None = None,
+    n_jobs: int = 1,
 ) -> dict:
-    """The gate's checks, failures and verdict for two bundles on `rows` (no registry needed)."""
-    checks = _checks(EvaluationSet("given", rows, 0, ""), candidate, production, seed, n_resamples)
+    """The gate's checks, failures and verdict for two bundles on `rows` (no registry needed).
+
+    With `refit` (the candidate's procedure), `rows` are the patients the candidate was fitted
+    on and the checks are optimism-corrected over `n_resamples` refits; else `rows` are
+    held-out patients.
+    """
+    evaluation_set = EvaluationSet("given", rows, 0, "", refit=refit)
+    checks = _checks(
+        evaluation_set, candidate, production, seed, n_resamples,
+        optimism_resamples=n_resamples, n_jobs=n_jobs,
+    )  # fmt: skip
     failures = [_failure_text(check) for check in checks if not check["passed"]]
     return evaluate.to_jsonable(
         {
@@ -322,6 +517,10 @@ CRITERIA = {
     "uno_tau_months": UNO_TAU,
     "min_events": MIN_EVENTS,
     "model": "each bundle's primary full-data fit per endpoint",
+    "few_held_out_events": f"with fewer than {OPTIMISM_HELD_OUT_EVENTS} held-out events for "
+    "an endpoint, the candidate's procedure is validated on the patients it was fitted on "
+    f"(less any production was) by {OPTIMISM_BOOTSTRAP} bootstrap refits: optimism-corrected "
+    "figures with location-shifted intervals (Harrell 1996; Noma et al. 2021), the same limits",
 }
 
 
@@ -339,7 +538,7 @@ def _verdict(passed: bool, production: str | None) -> str:
     return f"refused: non-inferiority not shown; promotion needs {rule}"
 
 
-def promote(tag: str, *, force: bool = False, reason: str = "") -> dict:
+def promote(tag: str, *, force: bool = False, reason: str = "", n_jobs: int = 1) -> dict:
     """Run the gate and move the production pointer to `tag` if it passes (or is forced).
 
     Parameters
@@ -348,6 +547,8 @@ def promote(tag: str, *, force: bool = False, reason: str = "") -> dict:
         Promote even when the gate refuses; `reason` is then required and recorded.
     reason : str
         Why; recorded in the pointer history with the gate's decision.
+    n_jobs : int
+        Processes for the gate's bootstrap refits, where it takes that route.
 
     Returns
     -------
@@ -367,7 +568,7 @@ def promote(tag: str, *, force: bool = False, reason: str = "") -> dict:
     current = registry.production_tag()
     if str(registry.get_model(tag).tag) == current:
         raise RegistryError(f"{current} is already production; nothing to promote")
-    decision = evaluate_gate(tag, current)
+    decision = evaluate_gate(tag, current, n_jobs=n_jobs)
     decision.update(forced=force and not decision["passed"], reason=reason, promoted=False)
     if not decision["passed"] and not force:
         listed = "\n".join(f"  - {failure}" for failure in decision["failures"])

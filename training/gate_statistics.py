@@ -27,6 +27,7 @@ __all__ = [
     "NON_INFERIORITY_MARGIN",
     "SLOPE_HORIZON",
     "UNO_TAU",
+    "concordance_pair",
     "paired_concordance",
     "slope_with_interval",
     "slope_overlaps",
@@ -118,7 +119,9 @@ def _resample_counts(n: int, n_resamples: int, rng: np.random.Generator) -> np.n
     return counts
 
 
-def _library_pair(y, risks, uno: bool) -> tuple[float, float] | None:
+def concordance_pair(y, risks, uno: bool) -> tuple[float, float] | None:
+    """sksurv's Harrell's (or, with `uno`, Uno's) C of each of two risk scores; None if either
+    is not computable."""
     try:
         if uno:
             pair = tuple(uno_c(y, y, risk, UNO_TAU) for risk in risks)
@@ -133,7 +136,7 @@ def _large_resamples(y, risks, name: str, rng, n_resamples: int) -> np.ndarray:
     differences = []
     for _ in range(min(n_resamples, 200)):
         rows = rng.integers(0, len(y), len(y))
-        pair = _library_pair(y[rows], (risks[0][rows], risks[1][rows]), name == "uno_c")
+        pair = concordance_pair(y[rows], (risks[0][rows], risks[1][rows]), name == "uno_c")
         differences.append(np.nan if pair is None else pair[0] - pair[1])
     return np.asarray(differences)
 
@@ -184,7 +187,7 @@ def paired_concordance(
         }
     figures = {}
     for name in ("harrell_c", "uno_c"):
-        point = _library_pair(y, risks, name == "uno_c")
+        point = concordance_pair(y, risks, name == "uno_c")
         differences = resampled[name][np.isfinite(resampled[name])]
         usable = point is not None and len(differences) > 0
         lower, upper = np.percentile(differences, [2.5, 97.5]) if usable else (None, None)

@@ -174,6 +174,7 @@ def train(
     _record_metadata(
         bundle, cv, primary, holdout, held_out_metrics,
         n_cohort=len(cohort), source=source or "in-memory cohort", cv_folds=n_splits,
+        estimator_params=estimator_params or {},
     )  # fmt: skip
     with steps("analyse", "analysing the cohort"):
         results = _results(cohort, label, cv, primary, holdout, held_out_metrics, loco, n_jobs)
@@ -307,6 +308,9 @@ def _extras_writer(bundle, results, cohort, development, held_out):
                 registry.HOLDOUT_FILE: lambda path: held_out.to_parquet(path, index=False),
                 registry.TRAINING_IDS_FILE: lambda path: path.write_text(
                     json.dumps(ids), encoding="utf-8"
+                ),
+                registry.DEVELOPMENT_ROWS_FILE: lambda path: development.to_parquet(
+                    path, index=False
                 ),
             },
         )

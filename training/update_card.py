@@ -17,10 +17,10 @@ from training.model_card import ELIGIBILITY, OUTCOME_DEFINITIONS, predictors_tab
 
 __all__ = ["LOCAL_ROWS_FILE", "build_update_card", "extras_writer", "render_update_markdown"]
 
-LOCAL_ROWS_FILE = "local_rows.parquet"
+LOCAL_ROWS_FILE = registry.LOCAL_ROWS_FILE
 """The local patients an update was estimated on, kept in the training-side store (never in the
-model's folder) so that a gate can re-run the update on bootstrap resamples of them
-(:func:`training.update_run.update_bundle`) for optimism-corrected validation."""
+model's folder) so that the gate can re-run the update on bootstrap resamples of them
+(:mod:`training.gate_optimism`)."""
 UPDATE_LIMITATION = (
     "Updated, not retrained: the coefficients left unrevised, the modality-support model and "
     "the explanation background are the original training cohort's; only the parts the "

@@ -67,6 +67,13 @@ Exit codes:
     is_flag=True,
     help="Run the promotion gate after updating: promote if it passes, exit 3 if not.",
 )
+@click.option(
+    "--jobs",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Processes for the gate's bootstrap refits (with --promote).",
+)
 def update(**options) -> None:
     """Update a registered model to a centre's patients and register the result.
 
@@ -126,6 +133,10 @@ def _update(console, options: dict) -> int:
     if options["promote_after"]:
         from training import gate
 
-        gate.promote(run.tag, reason="passed the promotion gate (netprog update --promote)")
+        gate.promote(
+            run.tag,
+            reason="passed the promotion gate (netprog update --promote)",
+            n_jobs=options["jobs"],
+        )
         click.echo(f"{run.tag} promoted to production")
     return EXIT_OK

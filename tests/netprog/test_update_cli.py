@@ -14,6 +14,7 @@ from netprog.cli import main
 from store import registry, training_store
 from tests.training.store import store_restored_afterwards
 from tests.training.updating_reference import reference_bundle
+from training import gate_optimism
 from training.synthetic import write_cohort
 from training.synthetic_centre import centre_spec, simulate_centre
 from training.update_card import LOCAL_ROWS_FILE
@@ -125,19 +126,24 @@ def test_netprog_offers_update():
     assert "  update" in result.output
 
 
-def test_update_with_promote_goes_through_the_gate_and_a_refusal_leaves_production(
-    production, tmp_path: Path
+def test_update_with_promote_is_judged_on_its_own_patients_and_promoted(
+    production, tmp_path: Path, monkeypatch
 ):
+    monkeypatch.setattr(gate_optimism, "OPTIMISM_BOOTSTRAP", 30)
     path = write_cohort(
         simulate_centre(150, 9, centre_spec(hazard_multiplier=2.0)), tmp_path / "local.csv"
     )
     before = _tags()
 
-    result = _run("--data", str(path), "--label", "synthetic", "--promote")
+    result = _run("--data", str(path), "--label", "synthetic", "--promote", "--jobs", "1")
 
-    # Neither model keeps held-out patients here, so the gate has nothing to judge on.
-    assert result.exit_code == 3
-    assert "refused by the promotion gate" in result.output
+    # No held-out patients: the update's own 150 are validated by bootstrap refits of it
+    # (refused before, for want of anything to judge on).
+    assert result.exit_code == 0, result.output
     (new,) = _tags() - before
-    assert registry.production_tag() == production
-    assert new != production
+    assert f"{new} promoted to production" in result.output
+    assert registry.production_tag() == new
+    gate = registry.pointer_history()[-1]["gate"]
+    assert {check["set"] for check in gate["checks"]} == {"candidate's own"}
+    slopes = [check for check in gate["checks"] if check["check"] == "calibration_slope_24"]
+    assert [check["n_resamples"] for check in slopes] == [30, 30]

@@ -79,6 +79,7 @@ def test_a_built_bento_holds_no_marked_patient_id_or_value(tmp_path, monkeypatch
     side = training_store.folder_of(run.tag)
     # The check itself finds the marks where they are: in the training-side store.
     assert scan(side / registry.HOLDOUT_FILE, ids, marks)
+    assert scan(side / registry.DEVELOPMENT_ROWS_FILE, ids, marks)
     bento_tag, _ = build_bento(run.tag, tmp_path)
     try:
         # A built Bento refers to its models; `export` (and `containerize`) copies them in.
@@ -94,7 +95,11 @@ def test_a_built_bento_holds_no_marked_patient_id_or_value(tmp_path, monkeypatch
     model_files = {p.name for p in files if "models" in p.parts}
 
     assert "bundle.joblib" in model_files
-    assert not model_files & {registry.HOLDOUT_FILE, registry.TRAINING_IDS_FILE}
+    assert not model_files & {
+        registry.HOLDOUT_FILE,
+        registry.TRAINING_IDS_FILE,
+        registry.DEVELOPMENT_ROWS_FILE,
+    }
     assert found == {}
     [bundle_file] = [p for p in files if p.name == "bundle.joblib"]
     assert not shipped_rows(joblib.load(bundle_file), cohort)

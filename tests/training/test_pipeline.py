@@ -101,9 +101,15 @@ def test_train_registers_a_bundle_with_its_report_metrics_and_checksums(trained)
         "training_side.json",
     }
     side = training_store.folder_of(str(model.tag))
-    assert {p.name for p in side.iterdir()} == {"holdout.parquet", "training_ids.json"}
+    assert {p.name for p in side.iterdir()} == {
+        "holdout.parquet",
+        "training_ids.json",
+        "development_rows.parquet",
+    }
     assert not (Path(model.path) / "holdout.parquet").exists()
+    assert not (Path(model.path) / "development_rows.parquet").exists()
     assert len(registry.holdout_rows(str(model.tag))) == metadata["holdout"]["n_patients"]
+    assert len(registry.fitted_rows(str(model.tag))) == metadata["n_patients"]
     assert set(metadata["metrics"]) == {"hpfs", "os"}
     assert set(metadata["held_out_metrics"]["os"]) == {"coxnet", "xgboost"}
     assert (report_dir / "report.html").read_text().count("not for clinical use") >= 1

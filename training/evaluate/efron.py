@@ -168,15 +168,19 @@ def summary_frame(names, coef: np.ndarray, se: np.ndarray) -> pd.DataFrame:
     """lifelines' ``CoxPHFitter.summary`` columns for `coef` and `se` (95 % Wald intervals)."""
     z = coef / se
     lower, upper = coef - _Z_95 * se, coef + _Z_95 * se
+    # A coefficient with a huge interval (a slope on a resample with little signal) has an
+    # infinite hazard-ratio bound, which is what it is; no warning for it.
+    with np.errstate(over="ignore"):
+        hazard_ratios = np.exp(coef), np.exp(lower), np.exp(upper)
     return pd.DataFrame(
         {
             "coef": coef,
-            "exp(coef)": np.exp(coef),
+            "exp(coef)": hazard_ratios[0],
             "se(coef)": se,
             "coef lower 95%": lower,
             "coef upper 95%": upper,
-            "exp(coef) lower 95%": np.exp(lower),
-            "exp(coef) upper 95%": np.exp(upper),
+            "exp(coef) lower 95%": hazard_ratios[1],
+            "exp(coef) upper 95%": hazard_ratios[2],
             "z": z,
             "p": stats.chi2.sf(z**2, 1),
         },
