@@ -21,25 +21,24 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
 
 from model.bundle import ModelBundle
 from model.schema import ENDPOINTS, FEATURE_NAMES, OUTCOME_COLUMNS, PATIENT_FIELDS
 from store import registry
 from training import evaluate, gate_optimism
 from training.exceptions import GateRefusedError, RegistryError
-from training.fit import fit_bundle, survival_target
+from training.fit import survival_target
 from training.gate_optimism import (
     OPTIMISM_BOOTSTRAP,
     OPTIMISM_HELD_OUT_EVENTS,
     Refit,
     optimism_corrected,
 )
+from training.gate_procedure import procedure_of
 from training.gate_statistics import (
     CALIBRATION_SLOPE_RANGE,
     GATE_BOOTSTRAP,
@@ -156,7 +155,7 @@ def _with_local_route(
     if held is not None and min(_events(held).values()) >= OPTIMISM_HELD_OUT_EVENTS:
         return sets
     rows = registry.fitted_rows(candidate)
-    refit = _procedure(bundle)
+    refit = procedure_of(bundle)
     if rows is None or refit is None:
         return sets
     if production is None:
@@ -178,53 +177,6 @@ def _with_local_route(
             f"fewer than {OPTIMISM_HELD_OUT_EVENTS} events for an endpoint"
         )
     return [local, *(s for s in sets if s is not held)]
-
-
-def _procedure(bundle: ModelBundle) -> Refit | None:
-    """What produced `bundle`, to be repeated on resamples: its update or its training fit.
-
-    A training run is repeated as its registered fit: the primary family per endpoint kept,
-    each family's hyperparameters tuned again on the resample (not the cross-validated choice
-    of family, which would multiply the cost by the folds). None when an update's base model is
-    no longer in the store.
-    """
-    metadata = bundle.metadata
-    label = metadata["trained_on"]
-    if "updating" in metadata:
-        from training.update_run import update_bundle
-
-        try:
-            base = registry.load_bundle(metadata["updating"]["from"])
-        except RegistryError:
-            return None
-        return lambda rows, seed: _quietly(
-            lambda: update_bundle(base, rows, seed=seed, cohort_label=label)[0]
-        )
-    params = {
-        family: {k: v for k, v in given.items() if k != "device"}
-        for family, given in (metadata.get("estimator_params") or {}).items()
-    }
-    return lambda rows, seed: _quietly(
-        lambda: fit_bundle(
-            rows,
-            seed=seed,
-            n_bootstrap=0,
-            cohort_label=label,
-            primary=bundle.primary,
-            primary_ensembles_only=True,
-            estimator_params=params,
-        )
-    )
-
-
-def _quietly(fit):
-    """`fit()` without the warnings a resample is entitled to: a penalised path that zeroes
-    every coefficient, or stops short of convergence, on a draw with little signal or many
-    repeated patients. Such a fit is still what the procedure gives, so it is scored."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "all coefficients are zero", UserWarning)
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        return fit()
 
 
 def _same_rows(first: pd.DataFrame, second: pd.DataFrame) -> bool:
@@ -398,6 +350,21 @@ def _usable(evaluation_set: EvaluationSet) -> bool:
     return all(evaluation_set.rows[f"{e}_event"].sum() >= MIN_EVENTS for e in ENDPOINTS)
 
 
+def _incompatible(
+    new: ModelBundle, candidate: str, old: ModelBundle | None, production: str | None
+) -> list[str]:
+    problems = [_compatible(new, candidate)]
+    if old is not None and production is not None:
+        problems.append(_compatible(old, production))
+    return [problem for problem in problems if problem]
+
+
+def _judged_sets(candidate: str, new: ModelBundle, production: str | None) -> list[EvaluationSet]:
+    """The held-out sets, the candidate's own patients in place of its held-out ones where
+    those have fewer than `OPTIMISM_HELD_OUT_EVENTS` events."""
+    return _with_local_route(_evaluation_sets(candidate, production), candidate, new, production)
+
+
 def evaluate_gate(
     candidate: str,
     production: str | None = None,
@@ -428,28 +395,14 @@ def evaluate_gate(
         production = None
     new = registry.load_bundle(candidate)
     old = registry.load_bundle(production) if production else None
-    failures = [
-        problem
-        for problem in (
-            _compatible(new, candidate),
-            _compatible(old, production) if old is not None else None,
-        )
-        if problem
-    ]
-    sets = _evaluation_sets(candidate, production) if not failures else []
-    if not failures:
-        sets = _with_local_route(sets, candidate, new, production)
+    failures = _incompatible(new, candidate, old, production)
+    sets = [] if failures else _judged_sets(candidate, new, production)
     usable = [s for s in sets if _usable(s)]
+    resamples = optimism_resamples or gate_optimism.OPTIMISM_BOOTSTRAP
     checks = [
         check
         for s in usable
-        for check in _checks(
-            s,
-            new,
-            old,
-            optimism_resamples=optimism_resamples or gate_optimism.OPTIMISM_BOOTSTRAP,
-            n_jobs=n_jobs,
-        )
+        for check in _checks(s, new, old, optimism_resamples=resamples, n_jobs=n_jobs)
     ]
     failures += [_failure_text(check) for check in checks if not check["passed"]]
     if not failures and not usable:

@@ -256,27 +256,38 @@ def optimism_corrected(
     )
     if failed:
         logger.info("the candidate's procedure failed on %d of %d resamples", failed, n_resamples)
-    figures: dict[str, dict[str, Any]] = {}
-    for endpoint in ENDPOINTS:
-        y = endpoints_y[endpoint]
-        apparent = _measures(y, *mine[endpoint], production_risk[endpoint])
-        frame = boot[endpoint] if len(boot[endpoint]) else _empty_replicates()
-        their_slope = None
-        if theirs is not None:
-            their_slope = slope_with_interval(y, theirs[endpoint][1])["slope"]
-        figures[endpoint] = {
-            "slope": _corrected_slope(apparent, frame, n_resamples, their_slope),
-            "failed_resamples": failed,
-        }
-        if production is None:
-            continue
-        same = _same_ranking(mine[endpoint][0], production_risk[endpoint])
-        for name in ("harrell_c", "uno_c"):
-            figures[endpoint][name] = (
-                _unchanged_c(name, apparent)
-                if same
-                else _corrected_c(name, apparent, frame, n_resamples)
-            )
+    return {
+        endpoint: _endpoint_figures(
+            endpoints_y[endpoint],
+            mine[endpoint],
+            None if theirs is None else theirs[endpoint],
+            production_risk[endpoint],
+            boot[endpoint],
+            n_resamples,
+            failed,
+        )  # fmt: skip
+        for endpoint in ENDPOINTS
+    }
+
+
+def _endpoint_figures(y, mine, theirs, production_risk, boot, n_resamples: int, failed: int):
+    """One endpoint's corrected slope and, with a production model, corrected ΔC."""
+    apparent = _measures(y, *mine, production_risk)
+    frame = boot if len(boot) else _empty_replicates()
+    their_slope = None if theirs is None else slope_with_interval(y, theirs[1])["slope"]
+    figures = {
+        "slope": _corrected_slope(apparent, frame, n_resamples, their_slope),
+        "failed_resamples": failed,
+    }
+    if theirs is None:
+        return figures
+    same = _same_ranking(mine[0], production_risk)
+    for name in ("harrell_c", "uno_c"):
+        figures[name] = (
+            _unchanged_c(name, apparent)
+            if same
+            else _corrected_c(name, apparent, frame, n_resamples)
+        )
     return figures
 
 
