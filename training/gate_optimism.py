@@ -68,8 +68,8 @@ Predict = Callable[[ModelBundle, str, pd.DataFrame], tuple[np.ndarray, np.ndarra
 
 
 def _measures(y, risk, survival, production_risk) -> dict[str, float]:
-    """Harrell's and Uno's C of the candidate minus production's, and the candidate's slope."""
-    out = {"slope": np.nan}
+    """Harrell's and Uno's C of the candidate and of production, and the candidate's slope."""
+    out = {}
     for name in ("harrell_c", "uno_c"):
         pair = concordance_pair(y, (risk, production_risk), name == "uno_c")
         out[f"{name}_candidate"] = np.nan if pair is None else pair[0]
@@ -265,7 +265,7 @@ def optimism_corrected(
             boot[endpoint],
             n_resamples,
             failed,
-        )  # fmt: skip
+        )
         for endpoint in ENDPOINTS
     }
 
