@@ -7,10 +7,11 @@ Writes the "gate" section of bench/RESULTS.md. Run from the repository root::
 Production is the reference model of bench/updating.py (fitted like the built-in default on
 2,000 simulated patients). Each replicate simulates a centre's 150 patients
 (:mod:`training.synthetic_centre`), updates production to them as `netprog update` does (no
-patient held out) and runs the gate's checks on those same patients, as `netprog promote` does
-for such a candidate: the update is repeated on `OPTIMISM_BOOTSTRAP` bootstrap resamples and ΔC
-(Harrell, Uno) and the calibration slope are optimism-corrected with location-shifted
-intervals (:mod:`training.gate_optimism`). Cells: a centre equal to the reference (the update
+patient held out) and runs the gate's checks as `netprog promote` does for such a candidate: on
+those same patients, the update repeated on `OPTIMISM_BOOTSTRAP` bootstrap resamples and ΔC
+(Harrell, Uno) and the calibration slope optimism-corrected with location-shifted intervals
+(:mod:`training.gate_optimism`), and on 400 held-out patients of production's population (the
+held-out route); promoted means both passed. Cells: a centre equal to the reference (the update
 should change nothing that matters: promoted), one whose hazards are 1.5 times the reference's
 (the update re-estimates the baseline: promoted), and the equal centre with its outcome columns
 permuted against the patients (nothing to learn: refused).
@@ -35,9 +36,9 @@ from bench.common import (
     target_lines,
     write_section,
 )
+from bench.monitoring import shuffled_outcomes
 from bench.updating import reference_bundle
 from model.bundle import ModelBundle
-from model.schema import OUTCOME_COLUMNS
 from training.gate import compare_on_rows
 from training.gate_optimism import OPTIMISM_BOOTSTRAP
 from training.synthetic import simulate_cohort
@@ -56,13 +57,6 @@ EQUAL, BASELINE, SHUFFLED = (
 CELLS = {EQUAL: {}, BASELINE: {"hazard_multiplier": 1.5}, SHUFFLED: {}}
 
 
-def _shuffled(cohort: pd.DataFrame, seed: int) -> pd.DataFrame:
-    shuffled = cohort.copy()
-    outcomes = [*OUTCOME_COLUMNS, "hpfs_event_type"]
-    shuffled[outcomes] = cohort[outcomes].sample(frac=1.0, random_state=seed).to_numpy()
-    return shuffled
-
-
 def _update(production: ModelBundle, rows: pd.DataFrame, seed: int) -> ModelBundle:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "all coefficients are zero", UserWarning)
@@ -75,7 +69,7 @@ def replicate(
     """One centre: update production to its patients, then the gate on those patients and on
     production's held-out patients, as `netprog promote` runs it."""
     local = simulate_centre(N_LOCAL, 30_000 + seed, centre_spec(**CELLS[cell]))
-    local = validate_cohort(_shuffled(local, seed) if cell == SHUFFLED else local)
+    local = validate_cohort(shuffled_outcomes(local, seed) if cell == SHUFFLED else local)
     started = time.perf_counter()
     try:
         candidate = _update(production, local, seed)

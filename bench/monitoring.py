@@ -148,7 +148,8 @@ def _fit(cohort: pd.DataFrame, seed: int) -> ModelBundle:
         return fit_bundle(validate_cohort(cohort), seed=seed, n_bootstrap=2, estimator_params=FAST)
 
 
-def _shuffled(cohort: pd.DataFrame, seed: int) -> pd.DataFrame:
+def shuffled_outcomes(cohort: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """`cohort` with its outcome columns permuted together against the patients."""
     shuffled = cohort.copy()
     outcomes = [*OUTCOME_COLUMNS, "hpfs_event_type"]
     shuffled[outcomes] = cohort[outcomes].sample(frac=1.0, random_state=seed).to_numpy()
@@ -168,7 +169,7 @@ def gate_cells(replicates: int, pool: int) -> list[dict]:
         INDEPENDENT: [
             _fit(simulate_cohort(GATE_TRAIN_N, seed=2000 + k), seed=k) for k in range(pool)
         ],
-        SHUFFLED: [_fit(_shuffled(cohort, k), seed=k) for k in range(pool)],
+        SHUFFLED: [_fit(shuffled_outcomes(cohort, k), seed=k) for k in range(pool)],
     }
     cells = []
     for name, candidates in pools.items():
