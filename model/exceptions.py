@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConditionalSurvivalUndefined",
+    "FitDiverged",
     "InvalidEstimatorParameter",
     "InvalidSurvivalTarget",
     "ModelError",
@@ -26,6 +27,10 @@ class NonFiniteFeatures(ModelError):
 
 class InvalidEstimatorParameter(ModelError):
     """A constructor parameter does not fit the data it is asked to describe."""
+
+
+class FitDiverged(ModelError):
+    """A fit's estimates grew without bound on these data, so there is no model to return."""
 
 
 class ConditionalSurvivalUndefined(ModelError):

@@ -16,7 +16,7 @@ from sksurv.linear_model.coxph import BreslowEstimator
 from sksurv.util import Surv
 
 from model.cox_inference import fit_cox_coefficients
-from model.exceptions import InvalidEstimatorParameter
+from model.exceptions import FitDiverged, InvalidEstimatorParameter
 from model.survival_base import CoxEstimator
 
 __all__ = ["MANY_EVENTS", "MIN_SHRINKAGE_FACTOR", "RELAXED_RIDGE", "PenalizedCox"]
@@ -362,12 +362,33 @@ class PenalizedCox(CoxEstimator):
         -------
         self : PenalizedCox
             Fitted estimator.
+
+        Raises
+        ------
+        FitDiverged
+            Coxnet's estimates overflowed (near-perfect separation, heavily repeated rows).
         """
         X = self._validate_features(X, reset=True)
         event, time = self._validate_target(X, y)
         l1_ratios = self._checked_l1_ratios()
         if self.alphas is not None:
             self._checked_alphas(l1_ratios)
+        try:
+            self._fit_coefficients(X, event, time, l1_ratios)
+        except ArithmeticError as error:
+            raise FitDiverged(
+                "the penalised Cox fit diverged on these data (Coxnet: "
+                f"{str(error).rstrip('.')}): some field separates the patients with and "
+                "without events almost perfectly, or a few patients are repeated many times; "
+                "look for duplicated patients and for a field that determines the outcome, "
+                "or fix `alphas` to larger values"
+            ) from error
+        self.baseline_ = BreslowEstimator().fit(self._linear_predictor(X), event, time)
+        self.unique_times_ = self.baseline_.unique_times_
+        return self
+
+    def _fit_coefficients(self, X, event, time, l1_ratios):
+        """The coefficients: the penalised path, or the refit of every term that replaces it."""
         self.shrinkage_factor_ = None
         if self._refits_every_term(X, event, time):
             # The penalised path would only be replaced by this refit: it is not computed.
@@ -378,9 +399,6 @@ class PenalizedCox(CoxEstimator):
             self.feature_means_ = X.mean(axis=0)
         else:
             self._fit_path(X, event, time, l1_ratios)
-        self.baseline_ = BreslowEstimator().fit(self._linear_predictor(X), event, time)
-        self.unique_times_ = self.baseline_.unique_times_
-        return self
 
     def _fit_path(self, X, event, time, l1_ratios):
         """The penalised fit: alpha and l1_ratio by cross-validation (or the given path)."""

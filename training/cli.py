@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
+from model.exceptions import FitDiverged
 from training.exceptions import (
+    UNFITTABLE,
     CohortLabelError,
     CohortReadError,
     CohortValidationError,
@@ -115,8 +117,8 @@ TRAIN_EXIT_CODES = """\b
 Exit codes (also written to --run-record):
   0  trained and registered (and promoted, with --promote)
   1  failed: anything but the data (database or Dask cluster unreachable, a bug)
-  2  invalid data: the cohort failed validation or was not declared with --label, nothing
-     was fitted (or a bad command line)
+  2  invalid data: the cohort failed validation, was not declared with --label, or could
+     not be fitted (a fit diverged on it); nothing was registered (or a bad command line)
   3  refused by the promotion gate (--promote): the candidate stays registered, production
      is unchanged
 """
@@ -208,6 +210,9 @@ def train(**options) -> None:
     except (CohortReadError, CohortValidationError) as error:
         record.fail(EXIT_INVALID_DATA, "invalid_data", error)
         console.print(str(error), markup=False, highlight=False)
+    except FitDiverged as error:
+        record.fail(EXIT_INVALID_DATA, "invalid_data", error)
+        console.print(f"{UNFITTABLE}: {error}", markup=False, highlight=False)
     except (TrainingError, StoreError) as error:
         record.fail(EXIT_FAILED, "failed", error)
         console.print(str(error), markup=False, highlight=False)

@@ -19,8 +19,13 @@ __all__ = [
     "SourceUnavailableError",
     "StoreError",
     "TrainingError",
+    "UNFITTABLE",
     "UpdateInputError",
 ]
+
+UNFITTABLE = "the cohort could not be fitted"
+"""How `netprog train` and `netprog update` introduce a fit that diverged on the cohort
+(:class:`model.exceptions.FitDiverged`), which they refuse as invalid data (exit 2)."""
 
 
 class TrainingError(ValueError):

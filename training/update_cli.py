@@ -6,7 +6,9 @@ import sys
 
 import click
 
+from model.exceptions import FitDiverged
 from training.exceptions import (
+    UNFITTABLE,
     CohortLabelError,
     CohortReadError,
     CohortValidationError,
@@ -25,7 +27,8 @@ Exit codes:
   0  updated and registered (and promoted, with --promote)
   1  failed: anything but the data (a database unreachable, a bug)
   2  invalid input: the cohort failed validation, was not declared with --label, has too
-     few events, or --from names no registered model; nothing was registered
+     few events or could not be fitted (a fit diverged on it), or --from names no
+     registered model; nothing was registered
   3  refused by the promotion gate (--promote): the update stays registered, production
      is unchanged
 """
@@ -92,6 +95,9 @@ def update(**options) -> None:
         code = EXIT_REFUSED
     except (CohortLabelError, CohortReadError, CohortValidationError, UpdateInputError) as error:
         console.print(str(error), markup=False, highlight=False)
+        code = EXIT_INVALID_DATA
+    except FitDiverged as error:
+        console.print(f"{UNFITTABLE}: {error}", markup=False, highlight=False)
         code = EXIT_INVALID_DATA
     except (TrainingError, StoreError) as error:
         console.print(str(error), markup=False, highlight=False)

@@ -16,6 +16,7 @@ from sklearn.model_selection import KFold
 from sksurv.column import encode_categorical
 from sksurv.datasets import load_gbsg2
 from sksurv.functions import StepFunction
+from sksurv.linear_model import CoxnetSurvivalAnalysis
 from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
@@ -28,6 +29,7 @@ from model.estimators import (
     PenalizedCox,
 )
 from model.exceptions import (
+    FitDiverged,
     InvalidEstimatorParameter,
     InvalidSurvivalTarget,
     ModelError,
@@ -416,6 +418,29 @@ def test_penalized_cox_rejects_a_cv_that_is_neither_auto_a_count_nor_a_splitter(
 
     with pytest.raises(InvalidEstimatorParameter, match="`cv` must be 'auto'"):
         PenalizedCox(cv="five").fit(X, y)
+
+
+COXNET_OVERFLOW = "Numerical error, because weights are too large. Consider increasing alpha."
+"""What scikit-survival's Coxnet raises (an ArithmeticError) when its estimates overflow."""
+
+
+def _overflowing_coxnet(self, X, y):
+    raise ArithmeticError(COXNET_OVERFLOW)
+
+
+@pytest.mark.parametrize("params", [{}, {"alphas": (0.1, 0.01), "l1_ratios": (0.5,)}])
+def test_penalized_cox_turns_a_diverging_coxnet_into_a_model_error_that_says_what_to_check(
+    cohort, monkeypatch, params
+):
+    X, y = cohort
+    monkeypatch.setattr(CoxnetSurvivalAnalysis, "fit", _overflowing_coxnet)
+
+    with pytest.raises(FitDiverged, match="weights are too large") as raised:
+        PenalizedCox(random_state=0, **params).fit(X, y)
+
+    assert isinstance(raised.value, ValueError)
+    assert "duplicated patients" in str(raised.value)
+    assert isinstance(raised.value.__cause__, ArithmeticError)
 
 
 def test_penalized_cox_rejects_l1_ratios_outside_zero_to_one(cohort):

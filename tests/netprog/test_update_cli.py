@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -9,12 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from sksurv.linear_model import CoxnetSurvivalAnalysis
 
 from netprog.cli import main
 from store import registry, training_store
 from tests.training.store import store_restored_afterwards
 from tests.training.updating_reference import reference_bundle
-from training import gate_optimism
+from training import gate_optimism, update_run, updating
 from training.synthetic import write_cohort
 from training.synthetic_centre import centre_spec, simulate_centre
 from training.update_card import LOCAL_ROWS_FILE
@@ -117,6 +119,31 @@ def test_a_synthetic_cohort_declared_real_is_refused(production, tmp_path: Path)
     result = _run("--data", str(path), "--label", "real")
 
     assert result.exit_code == 2
+    assert _tags() == before
+
+
+def test_a_cohort_the_refit_diverges_on_is_refused_as_invalid_data_and_nothing_is_registered(
+    production, tmp_path: Path, monkeypatch
+):
+    def refit_chosen(**arguments):
+        decision = updating.choose_method(**arguments)
+        linear = arguments["design"] is not None
+        return dataclasses.replace(decision, method=4) if linear else decision
+
+    def overflowing_coxnet(self, X, y):
+        raise ArithmeticError("Numerical error, because weights are too large.")
+
+    path = write_cohort(simulate_centre(150, 9, centre_spec()), tmp_path / "local.csv")
+    monkeypatch.setattr(update_run, "choose_method", refit_chosen)
+    monkeypatch.setattr(CoxnetSurvivalAnalysis, "fit", overflowing_coxnet)
+    before = _tags()
+
+    result = _run("--data", str(path), "--label", "synthetic")
+
+    assert result.exit_code == 2, result.output
+    assert "the cohort could not be fitted" in result.output
+    assert "duplicated patients" in result.output
+    assert "Traceback" not in result.output
     assert _tags() == before
 
 

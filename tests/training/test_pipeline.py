@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from sksurv.linear_model import CoxnetSurvivalAnalysis
 
 from model.bundle import MONTH_GRID
 from store import registry, training_store
@@ -165,6 +166,32 @@ def test_train_on_an_invalid_cohort_stops_before_fitting_with_row_errors(tmp_pat
     assert (run["status"], run["exit_code"], run["tag"]) == ("invalid_data", 2, None)
     assert "row 4, column os_event" in run["error"]
     assert run["timings"] == {}
+
+
+def test_train_on_a_cohort_the_cox_fit_diverges_on_exits_as_invalid_data_with_the_remedy(
+    tmp_path, monkeypatch
+):
+    def overflowing_coxnet(self, X, y):
+        raise ArithmeticError("Numerical error, because weights are too large.")
+
+    path = tmp_path / "cohort.csv"
+    resolve_cohort("synthetic:300", seed=1).to_csv(path, index=False)
+    monkeypatch.setattr(CoxnetSurvivalAnalysis, "fit", overflowing_coxnet)
+    before = len(registry.list_models())
+    record = tmp_path / "run.json"
+
+    result = CliRunner().invoke(
+        main,
+        ["train", "--data", str(path), "--label", "synthetic", "--jobs", "1"]
+        + ["--run-record", str(record)],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "the cohort could not be fitted" in result.output
+    assert "duplicated patients" in result.output
+    assert len(registry.list_models()) == before
+    run = json.loads(record.read_text())
+    assert (run["status"], run["exit_code"], run["tag"]) == ("invalid_data", 2, None)
 
 
 def test_the_run_record_names_the_tag_status_exit_code_timings_and_metrics(trained):
